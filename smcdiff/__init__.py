@@ -1,0 +1,41 @@
+"""smcdiff: conditional sampling with diffusion models trained without the condition.
+
+See ``DESIGN.md``-style overview in the README. Public names:
+
+- forward SDEs: :class:`OU`, :class:`VP`, :class:`VE`, :class:`LogLinearVP`
+- exact oracle: :class:`GaussianScore`, :class:`GaussianMixtureScore`, :func:`gaussian_posterior`,
+  :func:`gaussian_mixture_posterior`
+- samplers: :func:`sample` (unconditional), :func:`smc_sample` (conditional SMC),
+  :func:`replacement_sample` (the biased baseline), :class:`WeightedSamples`
+"""
+
+from .gaussian import GaussianMixtureScore, GaussianScore, gaussian_mixture_posterior, gaussian_posterior
+from .baselines import replacement_sample
+from .resampling import ess, resample
+from .sampling import sample
+from .smc import StepInfo, WeightedSamples, observation_trajectory, smc_sample
+from .score import ScoreModel
+from .sde import OU, SDE, VE, VP, LogLinearVP
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SDE",
+    "OU",
+    "VP",
+    "VE",
+    "LogLinearVP",
+    "ScoreModel",
+    "GaussianScore",
+    "GaussianMixtureScore",
+    "gaussian_posterior",
+    "gaussian_mixture_posterior",
+    "sample",
+    "smc_sample",
+    "replacement_sample",
+    "WeightedSamples",
+    "StepInfo",
+    "observation_trajectory",
+    "resample",
+    "ess",
+]
