@@ -1,0 +1,1 @@
+"""In-house models of "Non-Uniform Diffusion Models": multiscale Haar diffusion and CDE / CDiffE / CMDE."""
