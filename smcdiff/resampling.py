@@ -36,7 +36,7 @@ def ess(log_weights: Tensor) -> Tensor:
 
 
 def _inverse_cdf(log_weights: Tensor, u: Tensor) -> Tensor:
-    """Ancestors from sorted uniforms ``u: (B, M)`` in [0, 1) by inverting the float64 weight CDF."""
+    """Ancestors for uniforms ``u: (B, M)`` in [0, 1) by inverting the float64 weight CDF."""
     w = normalize_log_weights(log_weights).exp()
     cdf = torch.cumsum(w, dim=-1)
     cdf[..., -1] = 1.0  # close the last bin exactly: rounding can never pick past the end
@@ -50,8 +50,7 @@ def _uniforms(shape: tuple[int, ...], generator: torch.Generator | None, device)
 
 def multinomial(log_weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
     b, m = log_weights.shape
-    u = _uniforms((b, m), generator, log_weights.device).sort(dim=-1).values
-    return _inverse_cdf(log_weights, u)
+    return _inverse_cdf(log_weights, _uniforms((b, m), generator, log_weights.device))
 
 
 def stratified(log_weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -74,7 +73,7 @@ def residual(log_weights: Tensor, generator: torch.Generator | None = None) -> T
     rest = (m - counts.sum(-1)).long()  # (B,) draws left for the residual part
     res_w = (m * w - counts).clamp_min(0.0)
     res_lw = torch.where(rest[:, None] > 0, res_w.log(), torch.zeros_like(res_w))
-    extra = multinomial(res_lw, generator)  # (B, M); the first rest[b] of row b are used
+    extra = multinomial(res_lw, generator)  # (B, M) i.i.d. draws; the first rest[b] of row b are used
     use = torch.arange(m, device=w.device)[None, :] < rest[:, None]
     counts = counts.long() + torch.zeros_like(counts, dtype=torch.long).scatter_add_(1, extra, use.long())
     return torch.repeat_interleave(
