@@ -9,13 +9,14 @@ See ``DESIGN.md``-style overview in the README. Public names:
   :func:`replacement_sample` (the biased baseline), :class:`WeightedSamples`
 """
 
+from .inpaint import InpaintResult, inpaint, load_model
 from .gaussian import GaussianMixtureScore, GaussianScore, gaussian_mixture_posterior, gaussian_posterior
 from .baselines import replacement_sample
 from .resampling import ess, resample
 from .sampling import sample
 from .smc import StepInfo, WeightedSamples, observation_trajectory, smc_sample
 from .score import ScoreModel
-from .sde import OU, SDE, VE, VP, LogLinearVP
+from .sde import OU, SDE, VE, VP, LogLinearVP, TabulatedVP
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "VP",
     "VE",
     "LogLinearVP",
+    "TabulatedVP",
     "ScoreModel",
     "GaussianScore",
     "GaussianMixtureScore",
@@ -38,4 +40,7 @@ __all__ = [
     "observation_trajectory",
     "resample",
     "ess",
+    "inpaint",
+    "InpaintResult",
+    "load_model",
 ]

@@ -29,7 +29,7 @@ from torch import Tensor
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
-__all__ = ["SDE", "OU", "VP", "VE", "LogLinearVP", "Coefficients"]
+__all__ = ["SDE", "OU", "VP", "VE", "LogLinearVP", "TabulatedVP", "Coefficients"]
 
 
 @dataclass(frozen=True)
@@ -428,3 +428,63 @@ class LogLinearVP(SDE):
     def _dsigma2(self, t, p):
         lam = self._lam(t, p)
         return -self._dlam(t, p) * torch.sigmoid(lam) * torch.sigmoid(-lam)
+
+
+class TabulatedVP(SDE):
+    r"""Variance-preserving SDE whose schedule is a table of cumulative products, as in DDPM schedulers.
+
+    Discrete step k = 0..N-1 of a scheduler with ``alphas_cumprod`` abar_k sits at continuous time
+    t_k = (k + 1) / N; log alpha(t)^2 is the piecewise-linear interpolation of log abar_k (and 0 at
+    t = 0), sigma^2 = 1 - alpha^2. Then f = d log alpha / dt is piecewise constant and, because
+    alpha^2 + sigma^2 = 1, g^2 = -2 f. The noise law of ``x_t`` equals the scheduler's at every t_k,
+    so an eps-, x0- or v-predicting network trained with that scheduler is a score for this SDE with
+    timestep ``t N - 1``. Defaults: T = 1 (step N-1) and eps = 1/N (step 0).
+    """
+
+    def __init__(self, alphas_cumprod: Tensor, T: float = 1.0, eps: float | None = None) -> None:
+        abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()
+        if abar.ndim != 1 or abar.numel() < 2:
+            raise ValueError(f"alphas_cumprod must be a 1-d table with at least 2 entries, got shape {tuple(abar.shape)}")
+        if not ((abar > 0) & (abar <= 1)).all() or (abar[1:] > abar[:-1]).any():
+            raise ValueError("alphas_cumprod must be positive, at most 1 and non-increasing")
+        n = abar.numel()
+        self.num_train_timesteps = n
+        self._knots = torch.arange(n + 1, dtype=torch.float64) / n
+        self._log_abar = torch.cat([torch.zeros(1, dtype=torch.float64), abar.log()])
+        self._tables: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
+        super().__init__(T=T, eps=1.0 / n if eps is None else eps)
+
+    def timestep(self, t: Tensor) -> Tensor:
+        """The scheduler's (fractional) timestep index ``t N - 1`` for forward time ``t``."""
+        return t * self.num_train_timesteps - 1
+
+    def _table(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        key = (like.device, like.dtype)
+        if key not in self._tables:
+            knots = self._knots.to(like.device, like.dtype)
+            vals = self._log_abar.to(like.device, like.dtype)
+            slopes = (vals[1:] - vals[:-1]) / (knots[1:] - knots[:-1])
+            self._tables[key] = (knots, vals, slopes)
+        return self._tables[key]
+
+    def _segment(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        knots, vals, slopes = self._table(t)
+        idx = torch.searchsorted(knots, t.reshape(-1).contiguous(), right=True).clamp(1, slopes.numel()) - 1
+        idx = idx.reshape(t.shape)
+        return knots[idx], vals[idx], slopes[idx]
+
+    def _log_alpha(self, t, p):
+        k0, v0, slope = self._segment(t)
+        return 0.5 * (v0 + slope * (t - k0))
+
+    def _sigma2(self, t, p):
+        return -torch.expm1(2 * self._log_alpha(t, p))
+
+    def _drift(self, t, p):
+        return 0.5 * self._segment(t)[2]
+
+    def _dsigma2(self, t, p):
+        return -2 * self._drift(t, p) * torch.exp(2 * self._log_alpha(t, p))
+
+    def __repr__(self) -> str:
+        return f"TabulatedVP(N={self.num_train_timesteps}, T={self.T:g}, eps={self.eps:g})"
