@@ -1,0 +1,101 @@
+"""The 8x8 handwritten digits of scikit-learn, as image tensors in [-1, 1].
+
+The data ship with scikit-learn (``sklearn.datasets.load_digits``: 1,797 grey-scale images with
+integer pixel values 0..16), so nothing is downloaded. A fixed held-out split of ``N_TEST = 297``
+images is drawn once with ``numpy.random.RandomState(0).permutation``; it does not depend on any
+global random state and is the same on every machine.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+
+__all__ = ["N_TEST", "load_digits_images", "load_digits_labels"]
+
+N_TEST = 297
+"""Number of held-out (test) images; the remaining 1,500 form the training split."""
+
+_SPLIT_SEED = 0
+_MAX_PIXEL = 16.0
+
+Split = Literal["train", "test", "all"]
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw images (1797, 8, 8) float32 in [0, 16], labels (1797,) int64, and the permutation."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.asarray(bunch.images, dtype=np.float32)
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    perm = np.random.RandomState(_SPLIT_SEED).permutation(len(images))
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    perm.setflags(write=False)
+    return images, labels, perm
+
+
+def _indices(split: str) -> np.ndarray:
+    _, labels, perm = _digits()
+    if split == "test":
+        return np.sort(perm[:N_TEST])
+    if split == "train":
+        return np.sort(perm[N_TEST:])
+    if split == "all":
+        return np.arange(len(labels))
+    raise ValueError(f"split must be one of 'train', 'test', 'all'; got {split!r}")
+
+
+def load_digits_images(
+    split: Split = "train", return_labels: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Digit images scaled to [-1, 1].
+
+    Parameters
+    ----------
+    split : {"train", "test", "all"}
+        ``"test"``: the 297 held-out images; ``"train"``: the other 1,500; ``"all"``: all 1,797
+        in scikit-learn's order. Within a split, images keep scikit-learn's order.
+    return_labels : bool
+        Also return the digit labels.
+
+    Returns
+    -------
+    images : torch.Tensor, shape (N, 1, 8, 8), float32
+        Pixel values ``x / 8 - 1`` for raw values ``x`` in 0..16, hence in [-1, 1].
+    labels : torch.Tensor, shape (N,), int64
+        Digit classes 0..9; only when ``return_labels`` is True.
+
+    Raises
+    ------
+    ValueError
+        If ``split`` is not one of the three names.
+    """
+    idx = _indices(split)
+    images, labels, _ = _digits()
+    x = torch.from_numpy(images[idx] / (_MAX_PIXEL / 2.0) - 1.0).unsqueeze(1).contiguous()
+    if return_labels:
+        return x, torch.from_numpy(labels[idx].copy())
+    return x
+
+
+def load_digits_labels(split: Split = "train") -> torch.Tensor:
+    """Digit labels of a split, aligned with :func:`load_digits_images`.
+
+    Parameters
+    ----------
+    split : {"train", "test", "all"}
+        As in :func:`load_digits_images`.
+
+    Returns
+    -------
+    labels : torch.Tensor, shape (N,), int64
+        Digit classes 0..9.
+    """
+    _, labels, _ = _digits()
+    return torch.from_numpy(labels[_indices(split)].copy())
