@@ -99,7 +99,7 @@ class GaussianMixtureScore(nn.Module):
             raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape (n,) = ({x.shape[0]},), got {tuple(t.shape)}")
-        b = {n: v.to(x) for n, v in self.named_buffers()}
+        b = self._buffers_like(x)
         c = self.sde.coefficients(t, 1, like=x)  # alpha, sigma2: (n, 1) or (n, d)
         resid = x[None] - c.alpha[None] * b["means"][:, None, :]  # (K, n, d)
         if self.uniform:
@@ -110,6 +110,14 @@ class GaussianMixtureScore(nn.Module):
         log_p = torch.logsumexp(log_comp, dim=0)
         resp = torch.softmax(log_comp, dim=0)
         return torch.einsum("kn,knd->nd", resp, score_k), log_p
+
+    def _buffers_like(self, x: Tensor) -> dict[str, Tensor]:
+        """The buffers in ``x``'s dtype and device, cast once per (device, dtype) and cached."""
+        key = (x.device, x.dtype, *(b.data_ptr() for b in self.buffers()))
+        if getattr(self, "_cast_key", None) != key:
+            self._cast = {n: v.to(x) for n, v in self.named_buffers()}
+            self._cast_key = key
+        return self._cast
 
     @staticmethod
     def _uniform_terms(resid, alpha, sigma2, b):

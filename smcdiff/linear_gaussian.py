@@ -1,14 +1,18 @@
-"""Exact laws of the *discretised* samplers when the score is affine (Gaussian data).
+"""Diagnostics: exact laws of the *discretised* samplers when the score is affine (Gaussian data).
 
 With an affine score s(x, t) = J_t x + c_t, one Euler-Maruyama step is x' = A x + b + N(0, D), so the
 law of the chain is Gaussian and propagates in closed form. These helpers give the exact target of the
 discretised unconditional sampler (moment recursion) and of the discretised SMC (a Kalman filter over
-the unobserved coordinates), so tests can separate Monte Carlo error from discretisation error.
+the unobserved coordinates), so tests and benchmarks can separate Monte Carlo error from discretisation error.
 """
+
+from __future__ import annotations
 
 import torch
 
-from smcdiff.gaussian import _condition
+from .gaussian import _condition
+
+__all__ = ["affine_score", "em_kernel", "discretised_law", "kalman_smc_target"]
 
 
 def affine_score(score, t: float, d: int, dtype=torch.float64):
