@@ -83,11 +83,16 @@ class DiffusersScore(ScoreModel):
         from diffusers import DDPMScheduler, UNet2DModel
 
         root = str(path_or_hub_id)
+        if not Path(root).expanduser().exists() and _looks_like_a_path(path_or_hub_id):
+            raise ValueError(f"no such model directory: {root!r} (a hub id has the form 'owner/name')")
+        root = str(Path(root).expanduser()) if Path(root).expanduser().exists() else root
         unet = None
         errors = []
         for sub in [subfolder] if subfolder is not None else ["unet", None]:
             try:
-                unet = UNet2DModel.from_pretrained(root, subfolder=sub, torch_dtype=torch_dtype, use_safetensors=True)
+                unet = UNet2DModel.from_pretrained(
+                    root, subfolder=sub, torch_dtype=torch_dtype, use_safetensors=True, low_cpu_mem_usage=False
+                )
                 break
             except (OSError, ValueError, EnvironmentError) as err:
                 errors.append(f"{sub or '.'}: {err}")
@@ -107,3 +112,9 @@ class DiffusersScore(ScoreModel):
             )
         model = cls(unet, DDPMScheduler.from_config(config))
         return model.to(device) if device is not None else model
+
+
+def _looks_like_a_path(value: str | Path) -> bool:
+    """A local path rather than a hub id ``owner/name``: a Path, absolute, ``.``/``~``-relative or deeper."""
+    text = str(value)
+    return isinstance(value, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text

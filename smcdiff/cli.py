@@ -20,6 +20,13 @@ class UserError(Exception):
     """An error in what the user asked for: reported in one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line (with a pointer to ``--help``) instead of the full usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -144,16 +151,21 @@ def cmd_inpaint(args: argparse.Namespace) -> None:
     from .masks import box_mask
     from .plotting import save_image_grid
 
-    model = _load_model_or_fail(args.model)
-    channels, height, width = model.event_shape
     if not args.image.is_file():
         raise UserError(f"no such image file: {args.image}")
-    with Image.open(args.image) as img:
-        size = (img.height, img.width)
+    if args.mask is not None and not args.mask.is_file():
+        raise UserError(f"no such mask file: {args.mask}")
+    model = _load_model_or_fail(args.model)
+    channels, height, width = model.event_shape
+    try:
+        with Image.open(args.image) as img:
+            size = (img.height, img.width)
+        if args.mask is not None:
+            Image.open(args.mask).close()
+    except OSError as err:  # PIL.UnidentifiedImageError included
+        raise UserError(f"cannot read image: {err}") from None
     image = load_image(args.image, channels=channels, size=(height, width))
     if args.mask is not None:
-        if not args.mask.is_file():
-            raise UserError(f"no such mask file: {args.mask}")
         with Image.open(args.mask) as img:
             if (img.height, img.width) != size:
                 raise UserError(f"mask is {img.width}x{img.height} but the image is {size[1]}x{size[0]}; they must match")
@@ -183,7 +195,7 @@ def cmd_inpaint(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smcdiff",
         description="Conditional sampling with diffusion models trained without the condition.",
     )
