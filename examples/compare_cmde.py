@@ -210,7 +210,11 @@ def markdown_table(rows: list[Row], floor: float | None = None) -> str:
             parts.append(f"**{titles[task]}**\n\n{head}\n" + "\n".join(_line(r) for r in sel))
     text = "\n\n".join(parts)
     if floor is not None:
-        text += f"\n\nUFID between the held-out images and as many training images (finite-sample floor): {floor:.2f}."
+        text += (
+            f"\n\nReference: UFID between the held-out images and as many training images, {floor:.2f} (two "
+            "independent sets of real digits; not a floor for the rows above, whose reconstructions each keep "
+            "the observed part of their own truth)."
+        )
     return text
 
 

@@ -50,10 +50,10 @@ def cmd_gaussian(args: argparse.Namespace) -> None:
 
     g = _generator(args.seed)
     t0 = time.perf_counter()
-    rows_u, draws = unconditional_rows(args.samples, args.steps, g)
+    rows_u, draws = unconditional_rows(args.samples, args.steps, g, progress=True)
     print(f"Unconditional reverse SDE (OU, exact score, {args.steps} steps, {args.samples} samples):")
     print(format_rows(rows_u))
-    rows_c, pooled = conditional_rows(args.particles, args.steps, args.runs, g)
+    rows_c, pooled = conditional_rows(args.particles, args.steps, args.runs, g, progress=True)
     print(f"\nConditional X | Y = y ({args.particles} particles, {args.steps} steps, SE over {args.runs} runs):")
     print(format_rows(rows_c))
     print(f"\n({time.perf_counter() - t0:.1f} s)")

@@ -89,12 +89,16 @@ def _mode_weight(x: Tensor, w: Tensor) -> Tensor:
     return (w * (x > 0)).sum(1)
 
 
-def unconditional_rows(n: int, steps: int, generator: torch.Generator) -> tuple[list[ToyRow], dict[str, Tensor]]:
+def unconditional_rows(
+    n: int, steps: int, generator: torch.Generator, progress: bool = False
+) -> tuple[list[ToyRow], dict[str, Tensor]]:
     """Sample X unconditionally with the exact score; compare mean, variance and mode weight."""
     sde = OU()
     rows, draws = [], {}
     for prob in (slides_gaussian(), slides_mixture()):
-        x = sample(prob.score(sde), sde, (n, 2), steps=steps, generator=generator, dtype=torch.float64)[:, 1]
+        x = sample(
+            prob.score(sde), sde, (n, 2), steps=steps, generator=generator, dtype=torch.float64, progress=progress
+        )[:, 1]
         draws[prob.name] = x
         m, v, w = prob.means[:, 1], prob.covs[:, 1, 1], prob.weights
         mean = (w * m).sum().item()
@@ -109,7 +113,7 @@ def unconditional_rows(n: int, steps: int, generator: torch.Generator) -> tuple[
 
 
 def conditional_rows(
-    particles: int, steps: int, runs: int, generator: torch.Generator
+    particles: int, steps: int, runs: int, generator: torch.Generator, progress: bool = False
 ) -> tuple[list[ToyRow], dict[str, dict[str, tuple[Tensor, Tensor]]]]:
     """X | Y = y by SMC and by replacement, ``runs`` independent runs batched as rows.
 
@@ -128,7 +132,7 @@ def conditional_rows(
         stats: dict[str, dict[str, tuple[float, float]]] = {"mean": {}, "var": {}, "mode": {}}
         pooled[prob.name] = {}
         for method, fn in (("SMC", smc_sample), ("replacement", replacement_sample)):
-            out = fn(score, sde, y, mask, particles=particles, steps=steps, generator=generator)
+            out = fn(score, sde, y, mask, particles=particles, steps=steps, generator=generator, progress=progress)
             x, w = out.particles[..., 1], out.weights
             mean = (w * x).sum(1)
             var = (w * (x - mean[:, None]) ** 2).sum(1)

@@ -71,8 +71,10 @@ def test_runs_in_the_unconditional_sampler():
 
 
 def test_errors(tmp_path):
-    with pytest.raises(ValueError, match="no UNet2DModel"):
+    with pytest.raises(ValueError, match="no such model directory"):
         DiffusersScore.from_pretrained(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no UNet2DModel"):
+        DiffusersScore.from_pretrained(tmp_path)
     tiny_unet().save_pretrained(tmp_path / "only-unet", safe_serialization=True)
     with pytest.raises(ValueError, match="no scheduler config"):
         DiffusersScore.from_pretrained(tmp_path / "only-unet")
