@@ -23,8 +23,8 @@ seconds per image and per 1,000 UNet evaluations.
 
 Speed per model evaluation of all three is then timed separately on ``--speed-images`` digits (the
 seconds per image of the quality table are single runs and shift with whatever else the machine is
-doing): the three alternate ``--speed-repeats`` times and the fastest run of each is kept, so that other
-jobs on the machine do not bias the ratio.
+doing): the three alternate ``--speed-repeats`` times, and the ratios are medians over the paired repeats, so
+that other jobs on the machine do not bias them.
 """
 
 from __future__ import annotations
@@ -121,22 +121,28 @@ def speed(args, score, images, masks) -> None:
                                                             generator=torch.Generator().manual_seed(0)),
         "RePaint (diffusers)": lambda: repaint(score, images, masks, m, n, 0, args.eta),
     }
-    best = dict.fromkeys(runs, float("inf"))
+    times = {name: [] for name in runs}
     for _ in range(args.speed_repeats):
         for name, run in runs.items():
             t0 = time.perf_counter()
             with torch.no_grad():
                 run()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            times[name].append(time.perf_counter() - t0)
     evaluations = b * m * n
-    print(f"\nSpeed, {b} digits x M = {m} x {n} steps = {evaluations:,} UNet evaluations, best of {args.speed_repeats}:\n")
-    print("| method | seconds | ms / UNet evaluation |")
-    print("|---|---|---|")
-    for name, sec in best.items():
-        print(f"| {name} | {sec:.2f} | {1000 * sec / evaluations:.4f} |")
-    ratio = best["RePaint (diffusers)"] / best["replacement (smcdiff)"]
-    print(f"\nRePaint time / replacement time: {ratio:.2f} (target >= 1: replacement at least as fast per evaluation)")
-    print(f"SMC time / replacement time: {best['SMC (smcdiff)'] / best['replacement (smcdiff)']:.2f} (the cost of weighting and resampling)")
+    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    paired = lambda a, c: median([x / y for x, y in zip(times[a], times[c])])  # noqa: E731
+    print(f"\nSpeed, {b} digits x M = {m} x {n} steps = {evaluations:,} UNet evaluations, {args.speed_repeats} alternating repeats:\n")
+    print("| method | best seconds | median seconds | ms / UNet evaluation (best) |")
+    print("|---|---|---|---|")
+    for name, sec in times.items():
+        print(f"| {name} | {min(sec):.2f} | {median(sec):.2f} | {1000 * min(sec) / evaluations:.4f} |")
+    ratio = paired("RePaint (diffusers)", "replacement (smcdiff)")
+    print(
+        f"\nRePaint time / replacement time, median of the {args.speed_repeats} paired repeats: {ratio:.3f} "
+        f"(each repeat: {', '.join(f'{x / y:.3f}' for x, y in zip(times['RePaint (diffusers)'], times['replacement (smcdiff)']))}; "
+        "target >= 1: replacement at least as fast per evaluation)"
+    )
+    print(f"SMC time / replacement time, median: {paired('SMC (smcdiff)', 'replacement (smcdiff)'):.3f} (the cost of weighting and resampling)")
 
 
 def quality(args, score, images, masks, classifier, real) -> None:

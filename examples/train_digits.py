@@ -26,16 +26,15 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from smcdiff.checkpoint import load_training_state, save_training_state
 from smcdiff.data import load_digits_images
 
 UNET_CONFIG = dict(
@@ -94,53 +93,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
         pe.lerp_(pm, 1.0 - d)
 
 
-def save_checkpoint(
-    path: Path,
-    step: int,
-    model: torch.nn.Module,
-    ema: torch.nn.Module,
-    opt: torch.optim.AdamW,
-    gen: torch.Generator,
-    history: list[tuple[int, float]],
-    args: argparse.Namespace,
-) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    tensors["generator"] = gen.get_state()
-    save_file(tensors, str(path / "state.safetensors.tmp"))
-    meta = dict(step=step, history=history, args={k: str(v) for k, v in vars(args).items()})
-    (path / "state.json.tmp").write_text(json.dumps(meta))
-    (path / "state.safetensors.tmp").replace(path / "state.safetensors")
-    (path / "state.json.tmp").replace(path / "state.json")
-
-
-def load_checkpoint(
-    path: Path,
-    model: torch.nn.Module,
-    ema: torch.nn.Module,
-    opt: torch.optim.AdamW,
-    gen: torch.Generator,
-) -> tuple[int, list[tuple[int, float]]]:
-    tensors = load_file(str(path / "state.safetensors"))
-    meta = json.loads((path / "state.json").read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    opt_state = opt.state_dict()
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    opt_state["state"] = state
-    opt.load_state_dict(opt_state)
-    gen.set_state(tensors["generator"])
-    return int(meta["step"]), [tuple(h) for h in meta["history"]]
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads is not None:
@@ -165,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
 
     step, history = 0, []
     if args.resume:
-        step, history = load_checkpoint(args.checkpoint_dir, model, ema, opt, gen)
+        meta = load_training_state(args.checkpoint_dir, model, ema, opt, gen)
+        step, history = int(meta["step"]), [tuple(h) for h in meta["history"]]
         print(f"resumed from {args.checkpoint_dir} at step {step}")
     print(f"UNet2DModel: {n_params:,} parameters; {len(data)} training images")
 
@@ -199,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         if step % 100 == 0:
             history.append((step, running))
         if step % args.checkpoint_every == 0 or step == args.steps:
-            save_checkpoint(args.checkpoint_dir, step, model, ema, opt, gen, history, args)
+            meta = dict(step=step, history=history, args={k: str(v) for k, v in vars(args).items()})
+            save_training_state(args.checkpoint_dir, model, ema, opt, gen, meta)
             tqdm.write(f"step {step}: loss(ema-smoothed) {running:.4f}, {time.time() - t0:.0f}s")
     bar.close()
 

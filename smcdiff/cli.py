@@ -93,7 +93,7 @@ def _method_table(results: dict, images: torch.Tensor, masks: torch.Tensor, draw
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from .data import load_digits_images
-    from .inpaint import inpaint, load_model
+    from .inpaint import inpaint
     from .masks import random_square_masks
     from .plotting import save_image_grid
 
@@ -219,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="inpaint held-out digits with SMC and replacement side by side",
-        description="Inpaints held-out digits (random 4x4 squares, 25%% of the image, hidden) with the "
-        "default model; prints PSNR, consistency and time per image for SMC and replacement and writes a "
+        description="Inpaints held-out digits (random 4x4 squares, 25% of the image, hidden) with the "
+        "default model; prints PSNR, consistency, label kept and time per image for SMC and replacement and writes a "
         "PNG grid (original | masked | SMC draws | replacement draws).",
     )
     p.add_argument("--model", default="digits", help="'digits' (default), a directory or a hub id")

@@ -25,7 +25,6 @@ from smcdiff.adapters.conditional import sample_conditional
 from smcdiff.msdiff.conditional import (
     ConditionalConfig,
     ConditionalEstimator,
-    Observation,
     average_pool,
     condition,
     conditional_score,

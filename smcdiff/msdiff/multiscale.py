@@ -54,7 +54,7 @@ import itertools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Protocol, get_args
@@ -64,6 +64,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..checkpoint import load_training_state, read_training_meta, save_training_state
 from ..gaussian import GaussianScore
 from ..score import ScoreModel
 from ..sde import SDE, VP, LogLinearVP
@@ -882,39 +883,10 @@ def _learning_rate(step: int, peak: float, warmup: int) -> float:
     return peak * min(1.0, (step + 1) / max(1, warmup))
 
 
-def _save_state(path: Path, model, ema, opt, gen, meta: dict) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    if gen is not None:
-        tensors["generator"] = gen.get_state()
-    save_file(tensors, str(path / "state.safetensors.tmp"))
-    (path / "state.json.tmp").write_text(json.dumps(meta))
-    (path / "state.safetensors.tmp").replace(path / "state.safetensors")
-    (path / "state.json.tmp").replace(path / "state.json")
-
-
 def _load_state(path: Path, model, ema, opt, gen) -> dict:
-    tensors = load_file(str(path / "state.safetensors"))
-    meta = json.loads((path / "state.json").read_text())
-    if meta.get("config") != model.config.to_dict():
+    if read_training_meta(path).get("config") != model.config.to_dict():
         raise ValueError(f"the training state in {path} was written for another model configuration")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state: dict[int, dict[str, Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    opt_state = opt.state_dict()
-    opt_state["state"] = state
-    opt.load_state_dict(opt_state)
-    if gen is not None and "generator" in tensors:
-        gen.set_state(tensors["generator"])
-    return meta
+    return load_training_state(path, model, ema, opt, gen)
 
 
 def train(
@@ -992,7 +964,7 @@ def train(
     def checkpoint() -> None:
         if state_path is not None:
             meta = dict(step=step, seconds=seconds, history=history, config=model.config.to_dict(), weighting=weighting, clock=clock)
-            _save_state(state_path, model, ema, opt, generator, meta)
+            save_training_state(state_path, model, ema, opt, generator, meta)
 
     model.train()
     running = history[-1][1] if history else float("nan")
