@@ -43,7 +43,7 @@ def main() -> None:
     results = {}
     for name, fn in (("SMC", smc_sample), ("replacement", replacement_sample)):
         out = fn(score, sde, y, mask, particles=args.particles, steps=args.steps, generator=g, progress=True)
-        x, w = out.particles[..., 1], out.log_weights.exp()
+        x, w = out.particles[..., 1], out.weights
         m = (w * x).sum(1)
         v = (w * (x - m[:, None]) ** 2).sum(1)
         results[name] = {"E[X | Y=1]": m, "Var[X | Y=1]": v}
