@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,15 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, digit_png, args, messag
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_gaussian_toy_example_reports_smc_and_replacement(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "examples" / "gaussian_toy.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--runs", "8", "--particles", "200", "--steps", "100"],
+        capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "E[X | Y=1]" in out.stdout and "Var[X | Y=1]" in out.stdout
+    # with 8 runs of 200 particles the replacement bias (about 1.1 in the mean) is many standard errors
+    assert "replacement: " in out.stdout and "standard errors away from" in out.stdout.split("replacement: ")[1]
