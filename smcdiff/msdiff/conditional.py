@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 from ..masks import random_square_masks
 from ..score import ScoreModel
 from ..sde import SDE, VE
+from .backbone import unet2d
 
 __all__ = [
     "Estimator",
@@ -465,8 +466,6 @@ class ConditionalEstimator(nn.Module):
 
     def __init__(self, config: ConditionalConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        from diffusers import UNet2DModel
-
         self.config = config
         self.kind: Estimator = config.estimator
         self.x_channels = config.channels
@@ -477,21 +476,17 @@ class ConditionalEstimator(nn.Module):
         else:
             self.sde_y = None
             self.sde = self.sde_x
-        levels = config.attention_levels
-        seed = 0 if generator is None else int(torch.randint(0, 2**62, (), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.unet = UNet2DModel(
-                sample_size=config.image_size,
-                in_channels=config.in_channels,
-                out_channels=config.out_channels,
-                block_out_channels=config.block_out_channels,
-                down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in levels),
-                up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(levels)),
-                layers_per_block=config.layers_per_block,
-                norm_num_groups=config.norm_num_groups,
-                attention_head_dim=config.attention_head_dim,
-            )
+        self.unet = unet2d(
+            sample_size=config.image_size,
+            in_channels=config.in_channels,
+            out_channels=config.out_channels,
+            block_out_channels=config.block_out_channels,
+            attention=config.attention_levels,
+            layers_per_block=config.layers_per_block,
+            norm_num_groups=config.norm_num_groups,
+            attention_head_dim=config.attention_head_dim,
+            generator=generator,
+        )
 
     @property
     def num_parameters(self) -> int:

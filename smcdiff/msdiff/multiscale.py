@@ -68,6 +68,7 @@ from ..checkpoint import load_training_state, read_training_meta, save_training_
 from ..gaussian import GaussianScore
 from ..score import ScoreModel
 from ..sde import SDE, VP, LogLinearVP
+from .backbone import unet2d
 from .haar import HaarPacking
 
 __all__ = [
@@ -284,24 +285,17 @@ class UNetSpec:
 
     def build(self, sample_size: int, channels: int, generator: torch.Generator | None = None) -> nn.Module:
         """The ``UNet2DModel``; initial weights drawn in a forked RNG scope seeded from ``generator`` (0 if None)."""
-        from diffusers import UNet2DModel
-
         self.check_resolution(sample_size)
-        levels = [k == self.attention_level for k in range(self.blocks)]
-        seed = 0 if generator is None else int(torch.randint(0, 2**62, (), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return UNet2DModel(
-                sample_size=sample_size,
-                in_channels=channels,
-                out_channels=channels,
-                block_out_channels=self.block_out_channels,
-                down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in levels),
-                up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(levels)),
-                layers_per_block=self.layers_per_block,
-                norm_num_groups=self.norm_num_groups,
-                attention_head_dim=self.attention_head_dim,
-            )
+        return unet2d(sample_size=sample_size, in_channels=channels, out_channels=channels, generator=generator, **self._unet_kwargs())
+
+    def _unet_kwargs(self) -> dict:
+        return dict(
+            block_out_channels=self.block_out_channels,
+            attention=[k == self.attention_level for k in range(self.blocks)],
+            layers_per_block=self.layers_per_block,
+            norm_num_groups=self.norm_num_groups,
+            attention_head_dim=self.attention_head_dim,
+        )
 
     def num_parameters(self, channels: int = 1) -> int:
         """Parameter count, computed on the meta device (no memory, no randomness)."""
@@ -315,21 +309,8 @@ class UNetSpec:
 
 @lru_cache(maxsize=256)
 def _count_parameters(spec: UNetSpec, channels: int) -> int:
-    from diffusers import UNet2DModel
-
-    levels = [k == spec.attention_level for k in range(spec.blocks)]
     with torch.device("meta"):
-        unet = UNet2DModel(
-            sample_size=2 ** (spec.blocks - 1),
-            in_channels=channels,
-            out_channels=channels,
-            block_out_channels=spec.block_out_channels,
-            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in levels),
-            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(levels)),
-            layers_per_block=spec.layers_per_block,
-            norm_num_groups=spec.norm_num_groups,
-            attention_head_dim=spec.attention_head_dim,
-        )
+        unet = unet2d(sample_size=2 ** (spec.blocks - 1), in_channels=channels, out_channels=channels, **spec._unet_kwargs())
     return sum(p.numel() for p in unet.parameters())
 
 
