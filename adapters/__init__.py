@@ -5,7 +5,12 @@ the forward SDE it was trained with as ``.sde``:
 
 - :class:`DiffusersScore`: a diffusers ``UNet2DModel`` with its scheduler, as a continuous-time VP score;
 - :class:`MultiscaleScore`: the in-house multiscale (non-uniform Haar) model;
-- :class:`ConditionalScore`: the in-house CDE / CDiffE / CMDE conditional estimators.
+- :class:`ConditionalScore`: the in-house CDE / CDiffE / CMDE conditional estimators;
+- :class:`DenoiserScore`: any variance-exploding denoiser ``D(x, sigma)`` (EDM, k-diffusion, deepinv),
+  and its inverse :func:`as_denoiser` / :class:`ScoreDenoiser` (a score model as such a denoiser);
+- :func:`from_deepinv_physics`, :class:`DeepinvDenoiser`, :func:`digits_denoiser`, :class:`DiffUNetScore`
+  (module ``smcdiff.adapters.deepinv``, needs the optional ``deepinv`` package): deepinv's linear
+  physics as smcdiff operators, smcdiff score models as deepinv denoisers, deepinv's DiffUNet as a score.
 
 Imports are lazy so that importing one adapter does not import the others' dependencies.
 """
@@ -16,9 +21,18 @@ _LOCATIONS = {
     "DiffusersScore": ".diffusers",
     "MultiscaleScore": ".multiscale",
     "ConditionalScore": ".conditional",
+    "DenoiserScore": ".denoiser",
+    "ScoreDenoiser": ".denoiser",
+    "as_denoiser": ".denoiser",
+    "from_deepinv_physics": ".deepinv",
+    "DeepinvDenoiser": ".deepinv",
+    "digits_denoiser": ".deepinv",
+    "DiffUNetScore": ".deepinv",
 }
 
-__all__ = list(_LOCATIONS)
+_OPTIONAL = {".deepinv"}  # needs an optional extra: reachable by name, left out of ``import *``
+
+__all__ = [name for name, module in _LOCATIONS.items() if module not in _OPTIONAL]
 
 
 def __getattr__(name: str):

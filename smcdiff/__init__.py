@@ -5,16 +5,28 @@ See ``DESIGN.md``-style overview in the README. Public names:
 - forward SDEs: :class:`OU`, :class:`VP`, :class:`VE`, :class:`LogLinearVP`
 - exact oracle: :class:`GaussianScore`, :class:`GaussianMixtureScore`, :func:`gaussian_posterior`,
   :func:`gaussian_mixture_posterior`
-- samplers: :func:`sample` (unconditional), :func:`smc_sample` (conditional SMC),
+- samplers: :func:`sample` (unconditional), :func:`smc_sample` (conditional SMC for y = A x + noise),
   :func:`replacement_sample` (the biased baseline), :class:`WeightedSamples`
+- observation operators: :mod:`smcdiff.operators` (``Mask``, ``Downsample``, ``Blur``, ``Grayscale``, ``Dense``)
+- user surface: :func:`restore` (any operator), :func:`inpaint` (a mask), :class:`RestoreResult`
 """
 
 from .inpaint import InpaintResult, inpaint, load_model
-from .gaussian import GaussianMixtureScore, GaussianScore, gaussian_mixture_posterior, gaussian_posterior
+from .restore import RestoreResult, restore
+from .gaussian import (
+    GaussianMixtureScore,
+    GaussianScore,
+    gaussian_mixture_posterior,
+    gaussian_posterior,
+    linear_gaussian_mixture_posterior,
+    linear_gaussian_posterior,
+)
 from .baselines import replacement_sample
 from .resampling import ess, resample
 from .sampling import sample
-from .smc import StepInfo, WeightedSamples, observation_trajectory, smc_sample
+from .particles import StepInfo, WeightedSamples
+from .smc import observation_trajectory, smc_sample
+from . import operators
 from .score import ScoreModel
 from .sde import OU, SDE, VE, VP, LogLinearVP, TabulatedVP
 
@@ -42,5 +54,10 @@ __all__ = [
     "ess",
     "inpaint",
     "InpaintResult",
+    "restore",
+    "RestoreResult",
+    "linear_gaussian_posterior",
+    "linear_gaussian_mixture_posterior",
+    "operators",
     "load_model",
 ]

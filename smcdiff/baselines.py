@@ -7,7 +7,7 @@ At every reverse step the observed coordinates are overwritten with the forward-
 
 It ignores how plausible y_{t_{k-1}} is under each particle, so it is biased even with the exact score
 (the seed slides' Gaussian example); :func:`smcdiff.smc_sample` corrects exactly this by reweighting.
-It shares the particle loop of :mod:`smcdiff.smc` with the weighting switched off.
+It is the bootstrap particle model of :mod:`smcdiff.proposals.bootstrap` with the weighting switched off.
 """
 
 from __future__ import annotations
@@ -17,33 +17,45 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .operators import Operator
+from .particles import StepInfo, WeightedSamples, run_particles
+from .proposals import BootstrapModel
+from .sampling import Kernel
 from .score import ScoreFn
 from .sde import SDE
-from .smc import StepInfo, WeightedSamples, conditional_sample
+from .smc import build_problem
 
 __all__ = ["replacement_sample"]
 
 
+@torch.no_grad()
 def replacement_sample(
     score: ScoreFn,
     sde: SDE,
     y: Tensor,
-    mask: Tensor,
+    observation: Tensor | Operator,
     *,
     particles: int,
-    steps: int = 500,
+    steps: int | None = None,
+    kernel: Kernel = "euler",
+    grid: Tensor | None = None,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     denoise_last: bool = False,
     progress: bool = False,
     callback: Callable[[StepInfo], None] | None = None,
 ) -> WeightedSamples:
-    """Replacement sampling; arguments as :func:`smcdiff.smc_sample` (no resampling options).
+    """Replacement sampling; arguments as :func:`smcdiff.smc_sample` (noiseless observations, no resampling options).
 
     Returns :class:`WeightedSamples` with uniform weights, ``ess`` equal to M, no resampling and a NaN
     ``log_evidence`` (the method estimates none).
     """
-    return conditional_sample(
-        score, sde, y, mask, particles=particles, steps=steps, reweight=False, generator=generator,
-        chunk_size=chunk_size, denoise_last=denoise_last, progress=progress, callback=callback,
+    if callback is not None and not callable(callback):
+        raise ValueError("callback must be callable as callback(info: StepInfo) or None")
+    problem = build_problem(
+        score, sde, y, observation, particles=particles, steps=steps, grid=grid, kernel=kernel, chunk_size=chunk_size
+    )
+    return run_particles(
+        BootstrapModel(problem, reweight=False), generator=generator, denoise_last=denoise_last,
+        progress=progress, desc="replacement", callback=callback,
     )

@@ -25,7 +25,14 @@ from torch import Tensor, nn
 
 from .sde import SDE
 
-__all__ = ["GaussianScore", "GaussianMixtureScore", "gaussian_posterior", "gaussian_mixture_posterior"]
+__all__ = [
+    "GaussianScore",
+    "GaussianMixtureScore",
+    "gaussian_posterior",
+    "gaussian_mixture_posterior",
+    "linear_gaussian_posterior",
+    "linear_gaussian_mixture_posterior",
+]
 
 
 def _check_finite(name: str, value: Tensor) -> None:
@@ -241,5 +248,107 @@ def gaussian_mixture_posterior(
     _check_spd("covs", covs)
     mask, y = _observation(mask, y, d)
     post_means, post_covs, log_lik = _condition(means[None], covs[None], mask[:, None, :], y[:, None, :])
+    post_weights = torch.softmax((weights / weights.sum()).log()[None] + log_lik, dim=-1)
+    return post_weights, post_means, post_covs
+
+
+# ---- linear observations y = A x + sigma_y eps ----------------------------------------------------
+def _singular_observation(operator, y: Tensor, noise_std: float, d: int):
+    """(H (B, r, d), y_bar (B, r), noise variances (B, r), observed (B, r)) of y = A x + sigma_y eps in
+    the singular basis: the rows of H are the observed right singular vectors (padded rows are masked)."""
+    from .operators import as_operator
+
+    y = torch.as_tensor(y, dtype=torch.float64)
+    if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
+        raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+    op = as_operator(operator, y)
+    if math.prod(op.in_shape) != d:
+        raise ValueError(f"the operator takes {math.prod(op.in_shape)} inputs but the prior has dimension {d}")
+    basis = op.Vt(torch.eye(d, dtype=torch.float64).reshape(d, *op.in_shape)).reshape(d, -1).T  # (coefs, d): V^T
+    b = y.shape[0]
+    observed = torch.broadcast_to(op.observed, (b, *op.coef_shape)).reshape(b, -1)
+    s = torch.broadcast_to(op.s.to(torch.float64), (b, *op.coef_shape)).reshape(b, -1)
+    ybar = op.coefficients(y).reshape(b, -1)
+    _check_finite("y", torch.where(observed, ybar, torch.zeros_like(ybar)))
+    noise = torch.where(observed, noise_std**2 / torch.where(observed, s, torch.ones_like(s)) ** 2, torch.ones_like(s))
+    return basis, ybar, noise, observed
+
+
+def _condition_linear(mean: Tensor, cov: Tensor, basis: Tensor, ybar: Tensor, noise: Tensor, observed: Tensor):
+    """Posterior mean (..., d), covariance (..., d, d) and log N(y_bar_obs; H m, H Sigma H^T + R) (...).
+
+    Unobserved coefficients enter with a unit-variance identity block that is cut from the prior's
+    coupling (the masked-identity trick of :func:`_condition`), so rows with different masks stack.
+    """
+    p = observed.to(cov.dtype)
+    proj_cov = basis @ cov  # (..., r, d): H Sigma
+    s_mat = p[..., :, None] * (proj_cov @ basis.T) * p[..., None, :] + torch.diag_embed(p * noise + (1 - p))
+    chol = torch.linalg.cholesky(s_mat)
+    resid = p * (ybar - (basis @ mean[..., None])[..., 0])
+    sol = torch.cholesky_solve(resid[..., None], chol)[..., 0]
+    gain_t = p[..., :, None] * proj_cov  # (..., r, d)
+    post_mean = mean + (gain_t.transpose(-1, -2) @ sol[..., None])[..., 0]
+    post_cov = cov - gain_t.transpose(-1, -2) @ torch.cholesky_solve(gain_t, chol)
+    post_cov = 0.5 * (post_cov + post_cov.transpose(-1, -2))
+    n_obs = p.sum(-1)
+    log_lik = -0.5 * ((resid * sol).sum(-1) + 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)) - 0.5 * n_obs * math.log(2 * math.pi)
+    return post_mean, post_cov, log_lik
+
+
+def linear_gaussian_posterior(mean: Tensor, cov: Tensor, operator, y: Tensor, noise_std: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Exact law of x given y = A x + noise_std * eps, for x ~ N(mean, cov) (flat, ``d`` coordinates).
+
+    Parameters
+    ----------
+    mean : (d,); cov : (d, d) symmetric positive definite.
+    operator : an :class:`smcdiff.operators.Operator` on inputs of ``d`` elements, or a bool mask.
+    y : (B, *observation_shape).
+    noise_std : sigma_y >= 0 (0: the observed singular coefficients are known exactly).
+
+    Returns
+    -------
+    post_mean : (B, d)
+    post_cov : (B, d, d)
+
+    Notes
+    -----
+    In the singular basis y_bar = H x + N(0, R) with H the observed rows of V^T and R = sigma_y^2 / s^2,
+    so post_mean = m + Sigma H^T S^{-1} (y_bar - H m), post_cov = Sigma - Sigma H^T S^{-1} H Sigma with
+    S = H Sigma H^T + R; R = 0 is allowed because S stays positive definite.
+    """
+    mean, cov = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(cov, dtype=torch.float64)
+    d = mean.shape[-1]
+    _check_finite("mean", mean)
+    _check_spd("cov", cov)
+    basis, ybar, noise, observed = _singular_observation(operator, y, noise_std, d)
+    post_mean, post_cov, _ = _condition_linear(mean, cov, basis, ybar, noise, observed)
+    return post_mean, post_cov
+
+
+def linear_gaussian_mixture_posterior(
+    weights: Tensor, means: Tensor, covs: Tensor, operator, y: Tensor, noise_std: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Exact law of x given y = A x + noise_std * eps, for x ~ sum_k w_k N(m_k, Sigma_k).
+
+    A mixture of the conditioned components with weights proportional to w_k N(y_bar; H m_k, H Sigma_k H^T + R)
+    (see :func:`linear_gaussian_posterior`).
+
+    Returns
+    -------
+    post_weights : (B, K); post_means : (B, K, d); post_covs : (B, K, d, d)
+    """
+    weights, means, covs = (torch.as_tensor(v, dtype=torch.float64) for v in (weights, means, covs))
+    if means.ndim != 2:
+        raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
+    k, d = means.shape
+    if weights.shape != (k,) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"weights must be non-negative with shape ({k},) and a positive sum")
+    if covs.shape != (k, d, d):
+        raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(covs.shape)}")
+    _check_spd("covs", covs)
+    basis, ybar, noise, observed = _singular_observation(operator, y, noise_std, d)
+    post_means, post_covs, log_lik = _condition_linear(
+        means[None], covs[None], basis, ybar[:, None], noise[:, None], observed[:, None]
+    )
     post_weights = torch.softmax((weights / weights.sum()).log()[None] + log_lik, dim=-1)
     return post_weights, post_means, post_covs

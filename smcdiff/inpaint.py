@@ -1,15 +1,15 @@
 r"""Plug-and-play inpainting with an unconditionally trained diffusion model.
 
-Inpainting is the conditional problem of :func:`smcdiff.smc_sample` with the visible pixels as the
-observation: ``mask`` True marks observed pixels. ``method="smc"`` is asymptotically exact in the
-number of particles; ``method="replacement"`` is the RePaint-style baseline (no resampling, no jumps).
+Inpainting is :func:`smcdiff.restore` with a bool mask as the operator: ``mask`` True marks observed
+pixels. ``method="smc"`` converges, as the particles grow, to the posterior of the discretised model;
+``method="replacement"`` is the RePaint-style baseline (no resampling, no jumps). This module also
+resolves models by name (:func:`load_model`).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
-import time
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -17,65 +17,44 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .baselines import replacement_sample
+from .proposals import Proposal
 from .resampling import Resampling
+from .restore import DEFAULT_KERNEL, DEFAULT_PARTICLES, DEFAULT_STEPS, RestoreResult, restore
+from .sampling import Kernel
 from .score import ScoreModel
-from .smc import WeightedSamples, smc_sample
 
-__all__ = ["inpaint", "InpaintResult", "load_model", "DEFAULT_MODEL_PATH"]
+__all__ = ["inpaint", "InpaintResult", "load_model", "DEFAULT_MODEL_PATH", "DEFAULT_STEPS"]
 
 DEFAULT_MODEL_PATH = resources.files("smcdiff") / "assets" / "digits"
-DEFAULT_STEPS = 250
 
 
-@dataclass(frozen=True)
-class InpaintResult:
-    """Weighted inpaintings of each image.
-
-    Attributes
-    ----------
-    samples : (B, M, C, H, W) particles; observed pixels equal the input image.
-    log_weights : (B, M) float64, normalised (uniform for ``method="replacement"``).
-    image, mask : the inputs, ``(B, C, H, W)`` and bool broadcast to it.
-    weighted : the underlying :class:`WeightedSamples` (ESS per step, log-evidence, ...).
-    method : "smc" or "replacement".
-    model_evaluations : score-network evaluations spent (B * M * steps).
-    seconds : wall-clock time of the sampler.
-    """
-
-    samples: Tensor
-    log_weights: Tensor
-    image: Tensor
-    mask: Tensor
-    weighted: WeightedSamples
-    method: str
-    model_evaluations: int
-    seconds: float
-
-    def mean(self) -> Tensor:
-        """Weighted mean inpainting ``(B, C, H, W)`` (the posterior-mean estimate)."""
-        return self.weighted.mean().to(self.samples.dtype)
-
-    def draw(self, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """``k`` equally weighted inpaintings per image, ``(B, k, C, H, W)``, drawn i.i.d. from the weights."""
-        return self.weighted.resample(k, generator)
+InpaintResult = RestoreResult
+"""The result of :func:`inpaint`: a :class:`smcdiff.restore.RestoreResult` with a :class:`~smcdiff.operators.Mask`
+operator (``image`` is the input, ``mask`` the observed pixels)."""
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, device: str | None) -> ScoreModel:
+def _load_cached(path: str) -> ScoreModel:
     from smcdiff.adapters import DiffusersScore
 
-    return DiffusersScore.from_pretrained(path, device=device)
+    return DiffusersScore.from_pretrained(path)
 
 
 def load_model(model: ScoreModel | str | Path = "digits", device: torch.device | str | None = None) -> ScoreModel:
-    """Resolve ``model``: a score module (returned as is), ``"digits"`` (the shipped default), a local
-    directory or a hub id of a diffusers UNet2DModel with its scheduler."""
+    """Resolve ``model``: a score module (returned as is, or moved to ``device``), ``"digits"`` (the
+    shipped default), a local directory or a hub id of a diffusers UNet2DModel with its scheduler.
+
+    Loaded models are cached on the CPU, once per process; asking for another device returns a copy
+    on that device, so one caller's device never moves another caller's model.
+    """
     if isinstance(model, ScoreModel):
         return model if device is None else model.to(device)
     if isinstance(model, (str, Path)):
         path = str(DEFAULT_MODEL_PATH) if str(model) == "digits" else str(model)
-        return _load_cached(path, None if device is None else str(device))
+        cached = _load_cached(path)
+        if device is None or torch.device(device) == torch.device("cpu"):
+            return cached
+        return copy.deepcopy(cached).to(device)
     raise ValueError(f"model must be a ScoreModel, 'digits', a directory or a hub id, got {type(model).__name__}")
 
 
@@ -107,16 +86,22 @@ def inpaint(
     image: Tensor,
     mask: Tensor,
     *,
-    particles: int = 32,
-    steps: int = DEFAULT_STEPS,
+    particles: int = DEFAULT_PARTICLES,
+    steps: int | None = None,
     method: Literal["smc", "replacement"] = "smc",
     generator: torch.Generator | None = None,
+    proposal: Proposal | None = None,
+    kernel: Kernel = DEFAULT_KERNEL,
+    noise_std: float = 0.0,
     resampling: Resampling = "systematic",
     ess_threshold: float = 0.5,
     chunk_size: int | None = None,
     progress: bool = False,
-) -> InpaintResult:
+    device: torch.device | str | None = None,
+) -> RestoreResult:
     """Inpaint ``image`` where ``mask`` is False with an unconditional diffusion model.
+
+    The mask case of :func:`smcdiff.restore`.
 
     Parameters
     ----------
@@ -124,31 +109,22 @@ def inpaint(
     image : (B, C, H, W) or (C, H, W) in the model's range ([-1, 1] for diffusers models).
     mask : bool, (H, W), (B, H, W), (B, 1, H, W) or the image's shape; True = observed pixel.
     particles : M, particles (SMC) or independent samples (replacement) per image.
-    steps : reverse Euler-Maruyama steps.
+    steps : reverse steps (default 250).
     method : "smc" (weighted, exact as M grows) or "replacement" (RePaint-style baseline).
     generator : torch.Generator, the only source of randomness.
-    resampling, ess_threshold : SMC options, see :func:`smcdiff.smc_sample`.
+    proposal, kernel, noise_std, resampling, ess_threshold : SMC options, see :func:`smcdiff.smc_sample`.
     chunk_size : at most this many particles per network call.
     progress : tqdm progress bar.
+    device : where the model and the particles run.
     """
-    score = load_model(model)
+    score = load_model(model, device=device)
     if not hasattr(score, "sde"):
         raise ValueError("model must carry its forward SDE as .sde (use an adapter from smcdiff.adapters)")
     image, mask = _prepare(score, image, mask)
     if method not in ("smc", "replacement"):
         raise ValueError(f"method must be 'smc' or 'replacement', got {method!r}")
-    t0 = time.perf_counter()
-    if method == "smc":
-        out = smc_sample(
-            score, score.sde, image, mask, particles=particles, steps=steps, resampling=resampling,
-            ess_threshold=ess_threshold, generator=generator, chunk_size=chunk_size, progress=progress,
-        )
-    else:
-        out = replacement_sample(
-            score, score.sde, image, mask, particles=particles, steps=steps, generator=generator,
-            chunk_size=chunk_size, progress=progress,
-        )
-    seconds = time.perf_counter() - t0
-    return InpaintResult(
-        out.particles, out.log_weights, image, mask, out, method, image.shape[0] * particles * steps, seconds
+    return restore(
+        score, image, mask, noise_std=noise_std, particles=particles, steps=steps, method=method,
+        proposal=proposal, kernel=kernel, generator=generator, resampling=resampling, ess_threshold=ess_threshold,
+        chunk_size=chunk_size, progress=progress, device=device,
     )

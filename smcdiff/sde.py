@@ -260,6 +260,27 @@ class SDE(ABC):
         hh = h.reshape(-1, *([1] * (x.ndim - 1))).to(x)
         return x + hh * (-c.drift * x + c.g2 * score), c.g2 * hh
 
+    def ancestral_kernel(self, x: Tensor, t: Tensor, s: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Exact-in-time step from ``t`` to ``s < t`` given the denoiser (DDPM ancestral / exponential integrator).
+
+        x_0 is estimated by Tweedie's formula, x0_hat = (x + sigma_t^2 s(x, t)) / alpha_t, and the step
+        draws from the exact Gaussian bridge x_s | x_t, x_0 = x0_hat (:meth:`bridge`): the kernel that is
+        exact when the data given x_t are a point mass at x0_hat. With a DDPM schedule this is the DDPM
+        posterior q(x_{t-1} | x_t, x_0) of Ho et al. 2020, eq. 7.
+
+        Parameters
+        ----------
+        x, score : (n, *event_shape)
+        t, s : (n,) forward times, s < t.
+
+        Returns
+        -------
+        mean : (n, *event_shape)
+        var : (n, *event_shape)
+        """
+        mean, std = self.bridge(self.tweedie(x, t, score), x, s, t)
+        return mean, std**2
+
     def ode_step(self, x: Tensor, t: Tensor, h: Tensor, score: Tensor) -> Tensor:
         r"""Euler step of the probability-flow ODE dx/dt = f x - g^2 s / 2 from ``t`` to ``t - h``."""
         c = self.coefficients(t, x.ndim - 1, like=x)

@@ -1,0 +1,348 @@
+r"""The particle loop: one generic SMC over a Feynman-Kac model (a proposal and a log-potential).
+
+A *particle model* (:class:`ParticleModel`, one file per model in :mod:`smcdiff.proposals`) says how
+particles start, how they move from t_k to t_{k-1} and how much each move is worth; this loop does
+everything else, once: reweighting in float64 log space, ESS, adaptive resampling, the log-evidence,
+lineage bookkeeping, chunked score calls, callbacks and the :class:`WeightedSamples` output.
+
+    x_N^i, log Z   = model.initial()                          (B, M particles; log Z (B,))
+    for k = N .. 1:
+        pred^i      = model.predict(x_k^i, step)               (network call: the reverse kernel)
+        log G^i     = model.log_potential(x_k^i, pred^i, step)  (weight increment, before moving)
+        log w      += log G;  log Z += log sum_i w^i G^i;  normalise
+        if ESS < ess_threshold * M: resample ancestors a^i; x, pred <- x[a], pred[a]
+        x_{k-1}^i   = model.move(x_k^i, pred^i, step)
+    x_0 = model.finalize(x_0)
+
+Weighting before moving is the auxiliary-particle-filter order of SMCDiff (Trippe et al. 2022) and of
+MCGdiff's locally optimal proposal (Cardoso et al. 2024): the weight of a move depends only on where a
+particle starts, so resampling first spends the particles on the promising starts.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .operators import Operator
+from .resampling import Resampling, ess, normalize_log_weights, resample
+from .sampling import Kernel, checked_score, reverse_step, time_steps
+from .score import ScoreFn
+from .sde import SDE
+
+__all__ = ["WeightedSamples", "StepInfo", "Step", "Problem", "ParticleModel", "run_particles"]
+
+
+@dataclass(frozen=True)
+class WeightedSamples:
+    """Weighted particles sum_i w_i delta_{x_i} per observation.
+
+    Attributes
+    ----------
+    particles : (B, M, *event_shape)
+    log_weights : (B, M) float64, normalised (``logsumexp`` over M is 0).
+    ess : (steps, B) effective sample size after reweighting at each step (step N first).
+    resampled : (steps, B) bool, whether each row resampled at each step.
+    log_evidence : (B,) float64 estimate of the likelihood of what the model conditioned on (see the
+        proposal's docs); NaN for unweighted baselines.
+    lineages : (steps, B) int64, the number of distinct ancestors, at each step, of the final particles
+        (M where the genealogy never coalesced; a small number is a collapsed genealogy).
+    """
+
+    particles: Tensor
+    log_weights: Tensor
+    ess: Tensor
+    resampled: Tensor
+    log_evidence: Tensor
+    lineages: Tensor | None = None
+
+    @property
+    def weights(self) -> Tensor:
+        """Normalised weights ``(B, M)``, float64."""
+        return self.log_weights.exp()
+
+    def mean(self) -> Tensor:
+        """Weighted mean ``(B, *event_shape)``, in float64."""
+        w = self.weights.reshape(*self.log_weights.shape, *([1] * (self.particles.ndim - 2)))
+        return (w * self.particles.to(torch.float64)).sum(1)
+
+    def cov(self) -> Tensor:
+        """Weighted covariance ``(B, d, d)`` of flat particles ``(B, M, d)``, in float64."""
+        if self.particles.ndim != 3:
+            raise ValueError(f"cov() needs flat particles (B, M, d), got {tuple(self.particles.shape)}")
+        w = self.weights
+        centred = self.particles.to(torch.float64) - self.mean()[:, None, :]
+        return torch.einsum("bm,bmi,bmj->bij", w, centred, centred)
+
+    def resample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``k`` equally weighted particles per row, i.i.d. from sum_i w_i delta_{x_i}: ``(B, k, *event_shape)``."""
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        idx = torch.multinomial(self.weights, k, replacement=True, generator=generator)
+        return self.particles[torch.arange(idx.shape[0], device=idx.device)[:, None], idx]
+
+    def distinct_final(self) -> Tensor:
+        """``(B,)`` distinct lineages of the final particles at the first step (how many independent
+        starting points survive); M when nothing was resampled."""
+        if self.lineages is None or self.lineages.shape[0] == 0:
+            return torch.full((self.particles.shape[0],), self.particles.shape[1], dtype=torch.int64)
+        return self.lineages[0]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What the sampler reports to ``callback`` after each step.
+
+    ``particles: (B, M, *event_shape)`` at ``t``; ``log_weights, ess, resampled`` as in
+    :class:`WeightedSamples` for this step; ``ancestors: (B, M)`` (identity where no resampling).
+    """
+
+    step: int
+    t: float
+    particles: Tensor
+    log_weights: Tensor
+    ess: Tensor
+    resampled: Tensor
+    ancestors: Tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """One reverse step from ``t = t_k`` to ``s = t_{k-1}``; times ``(B * M,)`` in the particles' dtype."""
+
+    k: int
+    t: Tensor
+    s: Tensor
+    h: Tensor
+    index: int  # position on the grid of t_k (0 = the first step, at T)
+
+    @property
+    def last(self) -> bool:
+        return self.k == 1
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A resolved conditional sampling problem: what every particle model needs, checked once.
+
+    Tensors in the singular basis of ``operator`` ("coefficients", ``(B, 1, *coef_shape)`` so that they
+    broadcast against particles ``(B, M, *coef_shape)``):
+
+    - ``ybar``: y_bar = Ut(y) / s on observed coefficients, 0 elsewhere;
+    - ``observed``: bool, observed coefficients;
+    - ``r``: the observation variance of each coefficient, sigma_y^2 / s_i^2 (0 when noiseless).
+    """
+
+    score: ScoreFn
+    sde: SDE
+    operator: Operator
+    y: Tensor
+    noise_std: float
+    particles: int
+    grid: Tensor  # (N + 1,) float64, decreasing
+    kernel: Kernel
+    chunk_size: int | None
+    ybar: Tensor = field(init=False)
+    observed: Tensor = field(init=False)
+    r: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        op, y = self.operator, self.y
+        set_ = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731 (frozen dataclass)
+        set_("ybar", op.coefficients(y)[:, None])
+        obs = torch.broadcast_to(op.observed.to(y.device), (y.shape[0], *op.coef_shape))[:, None]
+        set_("observed", obs)
+        s = torch.broadcast_to(op.s.to(device=y.device, dtype=y.dtype), obs.shape[:1] + obs.shape[2:])[:, None]
+        r = (self.noise_std**2) / torch.where(obs, s, torch.ones_like(s)) ** 2
+        set_("r", torch.where(obs, r, torch.zeros_like(r)))
+
+    # ---- shapes ----
+    @property
+    def batch(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.operator.in_shape)
+
+    @property
+    def coef_dims(self) -> tuple[int, ...]:
+        """Dimensions of the coefficient grid in ``(B, M, *coef_shape)``."""
+        return tuple(range(2, 2 + len(self.operator.coef_shape)))
+
+    @property
+    def steps(self) -> int:
+        return self.grid.numel() - 1
+
+    def to_coef(self, x: Tensor) -> Tensor:
+        """``(B, M, *event) -> (B, M, *coef)``: V^T x per particle."""
+        b, m = x.shape[:2]
+        return self.operator.Vt(x.reshape(b * m, *x.shape[2:])).reshape(b, m, *self.operator.coef_shape)
+
+    def from_coef(self, c: Tensor) -> Tensor:
+        """``(B, M, *coef) -> (B, M, *event)``: V c per particle."""
+        b, m = c.shape[:2]
+        return self.operator.V(c.reshape(b * m, *c.shape[2:])).reshape(b, m, *self.event_shape)
+
+    def schedule_to_coef(self, v: Tensor) -> Tensor:
+        """A per-particle schedule quantity ``(B, M, *event)`` (or broadcastable) on the coefficient grid.
+
+        For a mask (V = I) it is used as is; otherwise the SDE is uniform (checked by
+        :func:`check_sde`), so one value per particle describes every coefficient.
+        """
+        if self.operator.coordinatewise:
+            return v
+        b, m = v.shape[:2]
+        return v.reshape(b, m, -1)[..., :1].reshape(b, m, *([1] * len(self.operator.coef_shape)))
+
+    def coefficients_at(self, t: float) -> tuple[Tensor, Tensor]:
+        """alpha(t) and sigma(t)^2 on the coefficient grid, ``(1, 1, *coef)`` or ``(1, 1, 1, ...)``."""
+        like = self.y
+        c = self.sde.coefficients(torch.tensor([t], dtype=like.dtype, device=like.device), len(self.event_shape), like=like)
+        alpha, sigma2 = (v.expand(1, *self.event_shape)[None] for v in (c.alpha, c.sigma2))
+        return self.schedule_to_coef(alpha), self.schedule_to_coef(sigma2)
+
+    def prior_var_coef(self) -> Tensor:
+        """Variance of the prior at T on the coefficient grid, ``(1, 1, *coef)`` or ``(1, 1, 1, ...)``."""
+        std = self.sde.prior_std(like=self.y)
+        var = torch.broadcast_to(std**2, self.event_shape)[None, None]
+        return self.schedule_to_coef(var)
+
+    # ---- the reverse kernel, shared by every model ----
+    def kernel_step(self, x: Tensor, step: Step) -> tuple[Tensor, Tensor]:
+        """Mean ``(B, M, *event)`` and variance ``(B, M, *event)`` of the reverse kernel from every particle.
+
+        All B * M particles go through the score in one call (or in chunks of ``chunk_size``).
+        """
+        b, m = x.shape[:2]
+        flat = x.reshape(b * m, *self.event_shape)
+        sc = checked_score(self.score, flat, step.t, self.chunk_size, step.k)
+        mean, var = reverse_step(self.sde, self.kernel, flat, step.t, step.s, step.h, sc)
+        return mean.view(b, m, *self.event_shape), var.expand_as(flat).reshape(b, m, *self.event_shape)
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+        return torch.randn(shape, generator=generator, dtype=self.y.dtype, device=self.y.device)
+
+
+class ParticleModel(ABC):
+    """A Feynman-Kac model on the particle loop: where particles start, how they move, what they weigh.
+
+    Subclasses implement the four hooks below; ``predict`` returns a dict of per-particle tensors
+    ``(B, M, ...)`` that the loop reorders by the ancestors when it resamples.
+    """
+
+    reweights: bool = True
+    """False for unweighted baselines: the loop then never resamples and reports no evidence."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+    @abstractmethod
+    def initial(self, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """``x_N: (B, M, *event)`` and the initial log-evidence term ``(B,)`` float64."""
+
+    @abstractmethod
+    def predict(self, x: Tensor, step: Step, generator: torch.Generator | None) -> dict[str, Tensor]:
+        """Everything the potential and the move need from ``x_k`` (typically the reverse kernel)."""
+
+    def log_potential(self, x: Tensor, pred: dict[str, Tensor], step: Step) -> Tensor:
+        """Log weight increment ``(B, M)`` float64 of each particle at this step."""
+        return torch.zeros(x.shape[:2], dtype=torch.float64, device=x.device)
+
+    @abstractmethod
+    def move(self, x: Tensor, pred: dict[str, Tensor], step: Step, generator: torch.Generator | None) -> Tensor:
+        """``x_{k-1}: (B, M, *event)`` from the (resampled) ``x_k`` and ``pred``."""
+
+    def finalize(self, x: Tensor) -> Tensor:
+        """The output particles from ``x_0`` (e.g. observed coordinates set exactly to y)."""
+        return x
+
+
+def _lineage_counts(ancestry: list[tuple[int, Tensor]], steps: int, b: int, m: int, device) -> Tensor:
+    """Distinct ancestors of the final particles at each step, ``(steps, B)``, traced back through ``ancestry``."""
+    counts = torch.full((steps, b), m, dtype=torch.int64, device=device)
+    lineage = torch.arange(m, device=device).expand(b, m)
+    rows = torch.arange(b, device=device)[:, None]
+    done = steps
+    for index, anc in reversed(ancestry):
+        counts[index + 1 : done] = _distinct(lineage)[None]
+        lineage = anc.long()[rows, lineage]
+        done = index + 1
+    counts[:done] = _distinct(lineage)[None]
+    return counts
+
+
+def _distinct(idx: Tensor) -> Tensor:
+    """Number of distinct values in each row of ``idx: (B, M)``."""
+    srt = idx.sort(dim=1).values
+    return 1 + (srt[:, 1:] != srt[:, :-1]).sum(1)
+
+
+def run_particles(
+    model: ParticleModel,
+    *,
+    resampling: Resampling = "systematic",
+    ess_threshold: float = 0.5,
+    generator: torch.Generator | None = None,
+    denoise_last: bool = False,
+    progress: bool = False,
+    desc: str = "smc",
+    callback: Callable[[StepInfo], None] | None = None,
+) -> WeightedSamples:
+    """Run ``model`` through the reverse-time grid of its problem; the one SMC loop of the library.
+
+    Arguments as in :func:`smcdiff.smc_sample`. Returns :class:`WeightedSamples` whose log-evidence is
+    the sum of the initial term and log sum_i w_i G_i over the steps (NaN when the model does not reweight).
+    """
+    pb = model.problem
+    b, m, steps, device = pb.batch, pb.particles, pb.steps, pb.y.device
+    rows = torch.arange(b, device=device)[:, None]
+    identity = torch.arange(m, device=device).expand(b, m)
+    x, log_z = model.initial(generator)
+    log_w = torch.full((b, m), -math.log(m), dtype=torch.float64, device=device)
+    ess_hist = torch.full((steps, b), float(m), dtype=torch.float64, device=device)
+    resampled_hist = torch.zeros(steps, b, dtype=torch.bool, device=device)
+    ancestry: list[tuple[int, Tensor]] = []
+    if callback is not None:
+        full = torch.full((b,), float(m), dtype=torch.float64, device=device)
+        callback(StepInfo(steps, float(pb.grid[0]), x, log_w, full, torch.zeros(b, dtype=torch.bool, device=device), identity))
+
+    for index, (k, t, s, h) in enumerate(time_steps(pb.sde, pb.grid, b * m, x, progress, desc=desc)):
+        step = Step(k, t, s, h, index)
+        pred = model.predict(x, step, generator)
+        ancestors = identity
+        if model.reweights:
+            log_g = model.log_potential(x, pred, step)
+            increment = torch.logsumexp(log_w + log_g, dim=-1)
+            if not torch.isfinite(increment).all():
+                raise ValueError(f"all particle weights vanished or became non-finite at step {k} (t = {t[0].item():.6g})")
+            log_w = log_w + log_g - increment[:, None]
+            log_z = log_z + increment
+            ess_k = ess(log_w)
+            do = (ess_k < ess_threshold * m) | torch.tensor(ess_threshold >= 1.0, device=device)
+            ess_hist[index] = ess_k
+            resampled_hist[index] = do
+            if ess_threshold > 0 and bool(do.any()):
+                ancestors = torch.where(do[:, None], resample(log_w, resampling, generator), identity)
+                x = x[rows, ancestors]
+                pred = {name: v[rows, ancestors] if v.shape[:2] == (b, m) else v for name, v in pred.items()}
+                log_w = torch.where(do[:, None], torch.full_like(log_w, -math.log(m)), log_w)
+                ancestry.append((index, ancestors.to(torch.int32)))
+        x = model.move(x, pred, step, generator)
+        if callback is not None:
+            callback(StepInfo(k - 1, s[0].item(), x, log_w, ess_hist[index], resampled_hist[index], ancestors))
+
+    if denoise_last:
+        flat = x.reshape(b * m, *pb.event_shape)
+        t0 = torch.full((b * m,), float(pb.grid[-1]), dtype=x.dtype, device=device)
+        x = pb.sde.tweedie(flat, t0, checked_score(pb.score, flat, t0, pb.chunk_size, 0)).view_as(x)
+    x = model.finalize(x)
+    if not model.reweights:
+        log_z = torch.full((b,), float("nan"), dtype=torch.float64, device=device)
+    lineages = _lineage_counts(ancestry, steps, b, m, device)
+    return WeightedSamples(x, normalize_log_weights(log_w), ess_hist, resampled_hist, log_z, lineages)

@@ -1,0 +1,195 @@
+r"""Plug-and-play restoration: y = A x + sigma_y eps solved with an unconditionally trained diffusion model.
+
+:func:`restore` is the general entry point (super-resolution, deblurring, noisy inpainting, colourisation,
+random projections): a model, the degraded observation ``y`` and the operator ``A`` of
+:mod:`smcdiff.operators`; :func:`smcdiff.inpaint` is its special case for a bool mask. Both return a
+:class:`RestoreResult`. No mathematics here: the sampling is :func:`smcdiff.smc_sample` (weighted,
+converging as the particles grow to the discretised model's posterior) or the replacement baseline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from torch import Tensor
+
+from .baselines import replacement_sample
+from .operators import Mask, Operator, as_operator
+from .particles import StepInfo, WeightedSamples
+from .proposals import Proposal
+from .resampling import Resampling
+from .sampling import Kernel
+from .score import ScoreModel
+from .smc import smc_sample
+
+__all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAULT_PARTICLES"]
+
+DEFAULT_STEPS = 250
+DEFAULT_KERNEL: Kernel = "euler"
+DEFAULT_PARTICLES = 32
+DATA_RANGE = (-1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """Weighted restorations of each observation.
+
+    Attributes
+    ----------
+    samples : (B, M, *event_shape) particles (for a noiseless observation, A x equals y exactly).
+    log_weights : (B, M) float64, normalised (uniform for ``method="replacement"``).
+    y : (B, *observation_shape) the observation, as given.
+    operator : the :class:`smcdiff.operators.Operator` (a :class:`~smcdiff.operators.Mask` for inpainting).
+    noise_std : sigma_y.
+    weighted : the underlying :class:`WeightedSamples` (ESS per step, lineages, log-evidence, ...).
+    method : "smc" or "replacement"; ``proposal``: the SMC proposal used (None for replacement).
+    model_evaluations : score-network evaluations spent.
+    seconds : wall-clock time of the sampler.
+    settings : the run's other settings (steps, kernel, resampling, ess_threshold, seed if known).
+    """
+
+    samples: Tensor
+    log_weights: Tensor
+    y: Tensor
+    operator: Operator
+    noise_std: float
+    weighted: WeightedSamples
+    method: str
+    proposal: str | None
+    model_evaluations: int
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image(self) -> Tensor:
+        """The observation ``y`` (for inpainting: the input image)."""
+        return self.y
+
+    @property
+    def mask(self) -> Tensor:
+        """Bool ``(B, *event_shape)`` of observed pixels; only for inpainting (a :class:`Mask` operator)."""
+        if not isinstance(self.operator, Mask):
+            raise ValueError(f"mask is defined for inpainting only; this result's operator is {self.operator!r}")
+        return torch.broadcast_to(self.operator.mask, self.samples.shape[:1] + self.samples.shape[2:])
+
+    def mean(self) -> Tensor:
+        """Weighted mean restoration ``(B, *event_shape)`` (the posterior-mean estimate)."""
+        return self.weighted.mean().to(self.samples.dtype)
+
+    def draw(self, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """``k`` equally weighted restorations per observation, ``(B, k, *event_shape)``, drawn i.i.d. from the weights."""
+        return self.weighted.resample(k, generator)
+
+
+def check_range(name: str, value: Tensor, low: float, high: float, slack: float = 1e-3) -> None:
+    """Raise ``ValueError`` if ``value`` leaves ``[low - slack, high + slack]`` (e.g. an image in [0, 255])."""
+    lo, hi = value.min().item(), value.max().item()
+    if lo < low - slack or hi > high + slack:
+        raise ValueError(
+            f"{name} has values in [{lo:.3g}, {hi:.3g}] but the model expects data in [{low:g}, {high:g}] "
+            f"(images are scaled to [-1, 1]: x / 127.5 - 1 for 8-bit pixels)"
+        )
+
+
+def _resolve_model(model: ScoreModel | str | Path, device: torch.device | str | None) -> ScoreModel:
+    from .inpaint import load_model
+
+    score = load_model(model, device=device)
+    if not hasattr(score, "sde"):
+        raise ValueError("model must carry its forward SDE as .sde (use an adapter from smcdiff.adapters)")
+    return score
+
+
+def restore(
+    model: ScoreModel | str | Path,
+    y: Tensor,
+    operator: Operator | Tensor,
+    *,
+    noise_std: float = 0.0,
+    particles: int = DEFAULT_PARTICLES,
+    steps: int | None = None,
+    method: Literal["smc", "replacement"] = "smc",
+    proposal: Proposal | None = None,
+    kernel: Kernel = DEFAULT_KERNEL,
+    grid: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    resampling: Resampling = "systematic",
+    ess_threshold: float = 0.5,
+    chunk_size: int | None = None,
+    denoise_last: bool = False,
+    progress: bool = False,
+    callback: Callable[[StepInfo], None] | None = None,
+    device: torch.device | str | None = None,
+    check_data_range: bool = True,
+) -> RestoreResult:
+    """Sample x given y = A x + noise_std * eps with an unconditional diffusion model.
+
+    Parameters
+    ----------
+    model : score module with ``.sde`` (and ``.event_shape``), ``"digits"`` (the shipped 8x8 digits
+        UNet), a directory or a hub id.
+    y : (B, *observation_shape) or one observation without the batch dimension, in the model's data
+        range ([-1, 1] for diffusers models) plus noise.
+    operator : :mod:`smcdiff.operators` operator (``Downsample(4)``, ``Blur.gaussian(1.0)``, ...) or a
+        bool mask (inpainting; y then has the image's shape).
+    noise_std : sigma_y >= 0, in the data's units.
+    particles : M, particles (SMC) or independent samples (replacement) per observation.
+    steps : reverse steps (default 250), or ``grid`` for explicit times.
+    method : ``"smc"`` (weighted, exact as M grows) or ``"replacement"`` (RePaint-style baseline, noiseless only).
+    proposal, kernel, resampling, ess_threshold, chunk_size, denoise_last, callback : see :func:`smcdiff.smc_sample`.
+    generator : torch.Generator, the only source of randomness.
+    progress : tqdm progress bar.
+    device : run the model and the particles here (default: the model's device).
+    check_data_range : refuse a ``y`` outside the data range (plus 6 noise_std) when the operator maps
+        the data range into itself (masks, averaging, blurs with a non-negative kernel); turn off for
+        models whose data are not images in [-1, 1].
+    """
+    score = _resolve_model(model, device)
+    if method not in ("smc", "replacement"):
+        raise ValueError(f"method must be 'smc' or 'replacement', got {method!r}")
+    if not isinstance(y, Tensor) or not y.is_floating_point():
+        raise ValueError("y must be a floating-point tensor (B, *observation_shape) in the model's data range")
+    event_shape = getattr(score, "event_shape", None)
+    op_probe = operator if isinstance(operator, Operator) else None
+    out_ndim = len(op_probe.bind(tuple(event_shape)).out_shape) if (op_probe is not None and event_shape is not None) else (
+        len(event_shape) if event_shape is not None else y.ndim - 1
+    )
+    if y.ndim == out_ndim:
+        y = y[None]
+    if y.ndim != out_ndim + 1:
+        raise ValueError(f"y must have shape (B, *observation_shape) with {out_ndim} observation dimensions, got {tuple(y.shape)}")
+    param = next(iter(score.parameters()), None) if isinstance(score, torch.nn.Module) else None
+    target = torch.device(device) if device is not None else (param.device if param is not None else y.device)
+    y = y.to(target)
+    if isinstance(operator, Tensor):
+        operator = operator.to(target)
+    op = as_operator(operator, y, None if (isinstance(operator, Tensor) or event_shape is None) else tuple(event_shape))
+    if event_shape is not None and tuple(op.in_shape) != tuple(event_shape):
+        raise ValueError(f"y has shape {tuple(y.shape[1:])} per item but the model expects {tuple(event_shape)}")
+    if check_data_range and op.preserves_range:
+        seen = y[torch.broadcast_to(op.observed.to(target), y.shape)] if isinstance(op, Mask) else y
+        check_range("y", seen, *DATA_RANGE, slack=1e-3 + 6 * float(noise_std))
+    t0 = time.perf_counter()
+    common = dict(particles=particles, steps=steps, kernel=kernel, grid=grid, generator=generator,
+                  chunk_size=chunk_size, denoise_last=denoise_last, progress=progress, callback=callback)
+    if method == "smc":
+        proposal = ("bootstrap" if noise_std == 0 else "mcgdiff") if proposal is None else proposal
+        out = smc_sample(score, score.sde, y, op, noise_std=noise_std, proposal=proposal, resampling=resampling,
+                         ess_threshold=ess_threshold, **common)
+    else:
+        if noise_std != 0:
+            raise ValueError("method='replacement' overwrites the observed part and needs noise_std=0")
+        if proposal is not None:
+            raise ValueError("proposal applies to method='smc' only")
+        out = replacement_sample(score, score.sde, y, op, **common)
+    seconds = time.perf_counter() - t0
+    n_steps = out.ess.shape[0]
+    evaluations = y.shape[0] * particles * (n_steps + int(denoise_last))
+    settings = dict(steps=n_steps, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
+                    denoise_last=denoise_last)
+    return RestoreResult(out.particles, out.log_weights, y, op, float(noise_std), out, method,
+                         proposal if method == "smc" else None, evaluations, seconds, settings)
