@@ -218,7 +218,9 @@ class _DecimationPhysics(DeepinvOperator):
         factor = physics.factor
         f = int(factor) if float(factor) == int(factor) else None
         if f is None or f < 1 or len(in_shape) != 3:
-            raise ValueError(f"Downsampling(filter=None) needs an integer factor and in_shape (C, H, W), got {factor!r}, {in_shape}")
+            raise ValueError(
+                f"Downsampling(filter=None) needs an integer factor and in_shape (C, H, W), got {factor!r}, {in_shape}"
+            )
         self.physics, self.factor = physics, f
         self.in_shape = self.coef_shape = tuple(in_shape)
         c, h, w = in_shape
@@ -473,7 +475,10 @@ class DeepinvDenoiser(Denoiser):
     """
 
     def __init__(
-        self, score: Callable[[Tensor, Tensor], Tensor], sde: SDE | None = None, data_range: tuple[float, float] = (0.0, 1.0)
+        self,
+        score: Callable[[Tensor, Tensor], Tensor],
+        sde: SDE | None = None,
+        data_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__()
         self.denoiser = ScoreDenoiser(score, sde=sde, data_range=data_range)

@@ -55,6 +55,18 @@ def _data_range(data_range: Any) -> tuple[float, float]:
     return lo, hi
 
 
+def _positive(name: str, value: Any) -> float:
+    """A positive finite number (a Python number or a one-element tensor, e.g. k-diffusion's
+    ``model.sigma_min``) as a float, or ``ValueError`` naming ``name``."""
+    try:
+        out = math.nan if isinstance(value, (bool, str, bytes)) else float(value)
+    except (TypeError, ValueError, RuntimeError):
+        out = math.nan
+    if not 0 < out < math.inf:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return out
+
+
 def _scalar_sde(sde: Any, name: str = "sde") -> SDE:
     if not isinstance(sde, SDE):
         raise ValueError(f"{name} must be an smcdiff SDE (VE, VP, TabulatedVP, ...), got {type(sde).__name__}")
@@ -96,7 +108,7 @@ class DenoiserScore(ScoreModel):
         ``x: (n, *event_shape)`` in the denoiser's ``data_range`` plus Gaussian noise of std ``sigma``;
         returns its estimate of the clean data, ``(n, *event_shape)``. An ``nn.Module`` receives its
         inputs on the device of its parameters (and is registered as a submodule).
-    sigma_min, sigma_max : float
+    sigma_min, sigma_max : float (or one-element tensors)
         The noise levels the denoiser was trained for, **in its own data units**
         (e.g. EDM: 0.002 and 80 in [-1, 1]). A call outside ``[sigma_min, sigma_max]`` (up to a relative
         ``tolerance``) raises ``ValueError``.
@@ -145,9 +157,7 @@ class DenoiserScore(ScoreModel):
         if not callable(denoiser):
             raise ValueError(f"denoiser must be callable as D(x, sigma), got {type(denoiser).__name__}")
         lo, hi = _data_range(data_range)
-        for name, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        sigma_min, sigma_max = _positive("sigma_min", sigma_min), _positive("sigma_max", sigma_max)
         if not sigma_min < sigma_max:
             raise ValueError(f"need sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
         if sigma_shape not in get_args(SigmaShape):
@@ -179,7 +189,7 @@ class DenoiserScore(ScoreModel):
         self.sigma_shape = sigma_shape
         self.tolerance = float(tolerance)
         self._a, self._b = a, b
-        self.dtype = dtype
+        self.call_dtype = dtype
         if event_shape is not None:
             self.event_shape = event_shape
 
@@ -207,7 +217,7 @@ class DenoiserScore(ScoreModel):
     def _denoise(self, u: Tensor, level: Tensor) -> Tensor:
         placement = _module_placement(self.denoiser)  # looked up per call: the module may have been moved
         device, dtype = placement if placement is not None else (u.device, u.dtype)
-        dtype = dtype if self.dtype is None else self.dtype
+        dtype = dtype if self.call_dtype is None else self.call_dtype
         sigma = level.reshape(-1) if self.sigma_shape == "vector" else level
         out = self.denoiser(u.to(device, dtype), sigma.to(device, dtype))
         if not isinstance(out, Tensor) or tuple(out.shape) != tuple(u.shape):
@@ -300,7 +310,9 @@ class ScoreDenoiser(nn.Module):
         elif sigma.numel() == n and all(d == 1 for d in sigma.shape[1:]) and sigma.shape[0] == n:
             sigma = sigma.reshape(n)
         else:
-            raise ValueError(f"sigma must be a number or have shape (n,) or (n, 1, ..., 1) with n = {n}, got {tuple(sigma.shape)}")
+            raise ValueError(
+                f"sigma must be a number or have shape (n,) or (n, 1, ..., 1) with n = {n}, got {tuple(sigma.shape)}"
+            )
         lo, hi = self.sigma_min * (1 - self.tolerance), self.sigma_max * (1 + self.tolerance)
         if not torch.isfinite(sigma).all() or (sigma < lo).any() or (sigma > hi).any():
             raise ValueError(
@@ -310,7 +322,10 @@ class ScoreDenoiser(nn.Module):
         return sigma
 
     def forward(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """Denoise ``x: (n, *event_shape)`` (``data_range`` units) at noise level ``sigma``: number, ``(n,)`` or ``(n, 1, ..., 1)``."""
+        """Denoise ``x: (n, *event_shape)`` (``data_range`` units) at noise level ``sigma``.
+
+        ``sigma``: a number, ``(n,)`` or ``(n, 1, ..., 1)``; returns ``(n, *event_shape)`` in ``x``'s dtype.
+        """
         if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
             raise ValueError("x must be a floating-point tensor of shape (n, *event_shape)")
         sigma = self._sigma_vector(sigma, x)

@@ -47,7 +47,7 @@ def load_model(model: ScoreModel | str | Path = "digits", device: torch.device |
     Loaded models are cached on the CPU, once per process; asking for another device returns a copy
     on that device, so one caller's device never moves another caller's model.
     """
-    if isinstance(model, ScoreModel):
+    if isinstance(model, torch.nn.Module) and hasattr(model, "sde"):
         return model if device is None else model.to(device)
     if isinstance(model, (str, Path)):
         path = str(DEFAULT_MODEL_PATH) if str(model) == "digits" else str(model)
@@ -55,7 +55,7 @@ def load_model(model: ScoreModel | str | Path = "digits", device: torch.device |
         if device is None or torch.device(device) == torch.device("cpu"):
             return cached
         return copy.deepcopy(cached).to(device)
-    raise ValueError(f"model must be a ScoreModel, 'digits', a directory or a hub id, got {type(model).__name__}")
+    raise ValueError(f"model must be a score module with .sde, 'digits', a directory or a hub id, got {type(model).__name__}")
 
 
 def _prepare(model: ScoreModel, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

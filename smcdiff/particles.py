@@ -12,6 +12,7 @@ lineage bookkeeping, chunked score calls, callbacks and the :class:`WeightedSamp
         log w      += log G;  log Z += log sum_i w^i G^i;  normalise
         if ESS < ess_threshold * M: resample ancestors a^i; x, pred <- x[a], pred[a]
         x_{k-1}^i   = model.move(x_k^i, pred^i, step)
+    log w += model.final_log_potential(x_0)   (models that weigh a move after making it)
     x_0 = model.finalize(x_0)
 
 Weighting before moving is the auxiliary-particle-filter order of SMCDiff (Trippe et al. 2022) and of
@@ -258,6 +259,11 @@ class ParticleModel(ABC):
     def move(self, x: Tensor, pred: dict[str, Tensor], step: Step, generator: torch.Generator | None) -> Tensor:
         """``x_{k-1}: (B, M, *event)`` from the (resampled) ``x_k`` and ``pred``."""
 
+    def final_log_potential(self, x: Tensor) -> Tensor | None:
+        """Log weight increment ``(B, M)`` after the last move (for models that weigh a move after it is
+        made, like twisted proposals); None when there is none."""
+        return None
+
     def finalize(self, x: Tensor) -> Tensor:
         """The output particles from ``x_0`` (e.g. observed coordinates set exactly to y)."""
         return x
@@ -337,6 +343,12 @@ def run_particles(
         if callback is not None:
             callback(StepInfo(k - 1, s[0].item(), x, log_w, ess_hist[index], resampled_hist[index], ancestors))
 
+    final = model.final_log_potential(x) if model.reweights else None
+    if final is not None:
+        increment = torch.logsumexp(log_w + final, dim=-1)
+        if not torch.isfinite(increment).all():
+            raise ValueError("all particle weights vanished or became non-finite at the last step")
+        log_w, log_z = log_w + final - increment[:, None], log_z + increment
     if denoise_last:
         flat = x.reshape(b * m, *pb.event_shape)
         t0 = torch.full((b * m,), float(pb.grid[-1]), dtype=x.dtype, device=device)

@@ -10,6 +10,7 @@ converging as the particles grow to the discretised model's posterior) or the re
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -32,6 +33,8 @@ DEFAULT_STEPS = 250
 DEFAULT_KERNEL: Kernel = "euler"
 DEFAULT_PARTICLES = 32
 DATA_RANGE = (-1.0, 1.0)
+MIN_STEPS = {"euler": 100, "ancestral": 20}
+"""Below these step counts :func:`restore` warns (the kernel benchmark of BENCHMARKS.md tells where)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,13 @@ def restore(
     if check_data_range and op.preserves_range:
         seen = y[torch.broadcast_to(op.observed.to(target), y.shape)] if isinstance(op, Mask) else y
         check_range("y", seen, *DATA_RANGE, slack=1e-3 + 6 * float(noise_std))
+    n_steps = grid.numel() - 1 if grid is not None else (DEFAULT_STEPS if steps is None else steps)
+    if isinstance(n_steps, int) and n_steps < MIN_STEPS.get(kernel, 0):
+        warnings.warn(
+            f"steps={n_steps} is far below what the {kernel!r} kernel needs (about {MIN_STEPS[kernel]} or more); "
+            "expect samples of poor quality", stacklevel=2,
+        )
+    steps = DEFAULT_STEPS if (steps is None and grid is None) else steps
     t0 = time.perf_counter()
     common = dict(particles=particles, steps=steps, kernel=kernel, grid=grid, generator=generator,
                   chunk_size=chunk_size, denoise_last=denoise_last, progress=progress, callback=callback)

@@ -37,7 +37,7 @@ def resolve_grid(sde: SDE, steps: int | None, grid: Tensor | None, default_steps
     both with ``steps != len(grid) - 1`` is an error.
     """
     if grid is None:
-        return sde.time_grid(default_steps if steps is None else steps)
+        return sde.time_grid(default_steps if steps is None else steps, device="cpu")  # host-side; moved by the caller
     if not isinstance(grid, Tensor) or grid.ndim != 1 or grid.numel() < 2 or not grid.is_floating_point():
         raise ValueError("grid must be a 1-d floating-point tensor of at least 2 decreasing times")
     grid = grid.detach().to(torch.float64)

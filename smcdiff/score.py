@@ -24,7 +24,7 @@ from .sde import SDE, ScoreFn
 
 Prediction = Literal["score", "epsilon", "sample", "v_prediction"]
 
-__all__ = ["ScoreFn", "ScoreModel", "Prediction", "evaluate_score"]
+__all__ = ["ScoreFn", "ScoreModel", "Prediction", "evaluate_score", "Autocast"]
 
 
 class ScoreModel(nn.Module):
@@ -56,7 +56,7 @@ class ScoreModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        out = self.predict(x, t)
+        out = self.predict(x, t).to(device=x.device, dtype=x.dtype)  # the network may live elsewhere
         c = self.sde.coefficients(t, x.ndim - 1, like=x)
         return self._to_score(x, out, c.alpha, c.sigma2)
 
@@ -101,3 +101,32 @@ def evaluate_score(score: ScoreFn, x: Tensor, t: Tensor, chunk_size: int | None 
 def check_chunk_size(chunk_size: int | None) -> None:
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+
+
+class Autocast(nn.Module):
+    """Run a score's network in reduced precision (``torch.autocast``); everything else stays as it was.
+
+    ``Autocast(score, torch.bfloat16)`` evaluates ``score(x, t)`` under autocast on ``x``'s device type
+    and returns the result in ``x``'s dtype: the sampler's arithmetic, the kernels and the float64
+    log-weights are untouched. Attributes of the wrapped score (``sde``, ``event_shape``) are forwarded.
+    """
+
+    def __init__(self, score: ScoreFn, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        if not callable(score):
+            raise ValueError(f"score must be callable as score(x, t), got {type(score).__name__}")
+        if dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype must be torch.bfloat16 or torch.float16, got {dtype}")
+        self.score = score
+        self.dtype = dtype
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["score"] if "score" in self._modules else self.__dict__["score"], name)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        with torch.autocast(device_type=x.device.type, dtype=self.dtype):
+            out = self.score(x, t)
+        return out.to(x.dtype)

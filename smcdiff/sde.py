@@ -112,7 +112,7 @@ class SDE(ABC):
 
     def check_times(self, t: Tensor | float, name: str = "t") -> None:
         """Raise ``ValueError`` naming ``name`` if any time is not finite or lies outside ``[eps, T]``."""
-        t = torch.as_tensor(t)
+        t = t if isinstance(t, Tensor) else torch.as_tensor(t, dtype=torch.float64, device="cpu")
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} must be finite")
         tol = 1e-6 * self.T

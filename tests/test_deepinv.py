@@ -27,6 +27,13 @@ def rng(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+def gaussian_filter(sigma=1.0, radius=2):
+    """A normalised 2-D Gaussian blur kernel of shape (1, 1, 2r + 1, 2r + 1)."""
+    u = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (u[:, None] ** 2 + u[None, :] ** 2) / sigma**2)
+    return (k / k.sum())[None, None]
+
+
 def physics_cases():
     """(physics, in_shape, compare A_dagger, expected operator kind); float32 physics, small images."""
     per_row = (torch.rand(3, *GRAY, generator=rng(5)) > 0.5).float()
@@ -40,7 +47,7 @@ def physics_cases():
         "denoising": (dinv.physics.Denoising(), RGB, True, "_SVDPhysics"),
         "decimation": (dinv.physics.Downsampling(RGB, filter=None, factor=2), RGB, False, "_DecimationPhysics"),
         "mri": (dinv.physics.MRI(mask=mri_mask, img_size=(2, 8, 8)), (2, 8, 8), True, "_SVDPhysics"),
-        "blur-fft-small": (dinv.physics.BlurFFT(GRAY, filter=dinv.physics.functional.gaussian_blur(1.0)), GRAY, False, "_DensePhysics"),
+        "blur-fft-small": (dinv.physics.BlurFFT(GRAY, filter=gaussian_filter()), GRAY, False, "_DensePhysics"),
     }
 
 
@@ -98,7 +105,7 @@ def test_unsupported_physics_and_noise():
         from_deepinv_physics(dinv.physics.Haze(), RGB)
     with pytest.raises(ValueError, match="complex-valued.*" + supported):
         from_deepinv_physics(dinv.physics.CompressedSensing(10, GRAY, dtype=torch.cfloat, rng=rng()), GRAY)
-    big = dinv.physics.BlurFFT((1, 32, 32), filter=dinv.physics.functional.gaussian_blur(1.0))
+    big = dinv.physics.BlurFFT((1, 32, 32), filter=gaussian_filter())
     with pytest.raises(ValueError, match="no usable SVD.*max_dense.*" + supported):
         from_deepinv_physics(big, (1, 32, 32), max_dense=256)
     poisson = dinv.physics.Inpainting(GRAY, mask=0.5, rng=rng(), noise_model=dinv.physics.PoissonNoise())

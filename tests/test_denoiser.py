@@ -46,7 +46,9 @@ def test_exact_gaussian_denoiser_gives_the_exact_score(kind, data_range, sigma_s
         assert score.sde.sigma(score.sde.T).item() == pytest.approx(50.0)
     else:
         sde = VP() if kind == "vp" else TabulatedVP(torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0))
-        score = DenoiserScore(denoise, sigma_min=0.005 * a, sigma_max=200 * a, data_range=data_range, sde=sde, sigma_shape=sigma_shape)
+        score = DenoiserScore(
+            denoise, sigma_min=0.005 * a, sigma_max=200 * a, data_range=data_range, sde=sde, sigma_shape=sigma_shape
+        )
         assert score.sde is sde
     exact = GaussianScore(m, C, score.sde)
     g = torch.Generator().manual_seed(1)
@@ -124,7 +126,8 @@ def test_digits_round_trip_smc(digits):
     runs = []
     for score in (digits, back):
         with torch.no_grad():
-            runs.append(smc_sample(score, digits.sde, y, mask, particles=4, steps=10, generator=torch.Generator().manual_seed(0)))
+            g = torch.Generator().manual_seed(0)
+            runs.append(smc_sample(score, digits.sde, y, mask, particles=4, steps=10, generator=g))
     a, b = runs
     assert a.particles.shape == (2, 4, 1, 8, 8)
     torch.testing.assert_close(b.particles, a.particles, rtol=1e-6, atol=1e-6)
@@ -140,8 +143,10 @@ def test_errors(digits):
     for bad in [(1.0, 0.0), "[0, 1]", (0.0,), (0.0, float("inf")), None]:
         with pytest.raises(ValueError, match="data_range"):
             DenoiserScore(good, data_range=bad, **kw)
-    with pytest.raises(ValueError, match="sigma_min"):
-        DenoiserScore(good, sigma_min=-1.0, sigma_max=50.0)
+    for bad in (-1.0, True, "0.01", torch.ones(2)):
+        with pytest.raises(ValueError, match="sigma_min"):
+            DenoiserScore(good, sigma_min=bad, sigma_max=50.0)
+    assert DenoiserScore(good, sigma_min=torch.tensor(0.01), sigma_max=torch.tensor(50.0)).sigma_max == 50.0
     with pytest.raises(ValueError, match="sigma_min < sigma_max"):
         DenoiserScore(good, sigma_min=5.0, sigma_max=1.0)
     with pytest.raises(ValueError, match="sigma_shape"):

@@ -328,7 +328,7 @@ class _EpsUNet(nn.Module):
     def forward(self, image: Tensor, t: Tensor) -> Tensor:
         param = next(self.unet.parameters())
         out = self.unet(image.to(param), (t * TIME_SCALE).to(param)).sample
-        return out.to(image.dtype)
+        return out.to(device=image.device, dtype=image.dtype)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
   (RePaint-style) baseline.
 - ``"mcgdiff"``: the MCGdiff-style sampler (Cardoso et al. 2024): observed coefficients are twisted
   toward the noised observation by the locally optimal Gaussian proposal; any operator, any sigma_y >= 0.
+- ``"twisted"``: TDS (Wu et al. 2023): every coordinate's move is shifted by the gradient of a Tweedie
+  approximation of log p(y | x_t) (autograd through the score), the weights correct the approximation.
 
 Adding a proposal is one file: a :class:`smcdiff.particles.ParticleModel` subclass registered in
 :data:`PROPOSALS`.
@@ -17,12 +19,14 @@ from typing import Literal
 
 from .bootstrap import BootstrapModel
 from .mcgdiff import MCGdiffModel
+from .twisted import TwistedModel
 
-__all__ = ["PROPOSALS", "Proposal", "BootstrapModel", "MCGdiffModel"]
+__all__ = ["PROPOSALS", "Proposal", "BootstrapModel", "MCGdiffModel", "TwistedModel"]
 
-Proposal = Literal["bootstrap", "mcgdiff"]
+Proposal = Literal["bootstrap", "mcgdiff", "twisted"]
 
 PROPOSALS = {
     "bootstrap": BootstrapModel,
     "mcgdiff": MCGdiffModel,
+    "twisted": TwistedModel,
 }

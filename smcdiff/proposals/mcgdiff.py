@@ -69,7 +69,7 @@ class MCGdiffModel(ParticleModel):
         z = pb.noise((b, m, *pb.operator.coef_shape), generator)
         obs_mean, obs_var = p * alpha * pb.ybar / (p + w), p * w / (p + w)
         xbar = torch.where(pb.observed, obs_mean + obs_var.sqrt() * z, p.sqrt() * z)
-        log_z = _normal_log_prob((alpha * pb.ybar).double(), torch.zeros((), dtype=torch.float64), (p + w).double())
+        log_z = _normal_log_prob((alpha * pb.ybar).double(), torch.zeros((), dtype=torch.float64, device=pb.y.device), (p + w).double())
         log_z = torch.where(pb.observed, log_z, torch.zeros_like(log_z)).sum(pb.coef_dims)[:, 0]
         return pb.from_coef(xbar), log_z
 

@@ -1,0 +1,7 @@
+"""``python -m smcdiff``: the ``smcdiff`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

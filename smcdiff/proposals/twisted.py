@@ -1,0 +1,128 @@
+r"""Twisted SMC (TDS, Wu et al. 2023): proposals and weights twisted by a Tweedie approximation of p(y | x_t).
+
+The twisting function at grid time t_k approximates the likelihood of the observation given x_k by
+replacing x_0 with Tweedie's denoiser x0_hat(x_k) = (x_k + sigma_k^2 s(x_k, t_k)) / alpha_k:
+
+    log p~_k(y | x_k) = sum_obs log N(y_bar_i; (V^T x0_hat(x_k))_i, r_i + rho_k),
+    rho_k = sigma_k^2 / (alpha_k^2 + sigma_k^2),
+
+with r_i = sigma_y^2 / s_i^2 the observation variance of coefficient i and rho_k the variance of x_0
+given x_t for unit-variance Gaussian data (the pseudo-inverse-guidance choice): it covers p(x_0 | x_t)'s
+spread at high noise (rho -> 1), so the guidance stays bounded there, and vanishes as t -> 0.
+Each step moves every particle with the reverse kernel N(mu, v) shifted by the twist's gradient,
+
+    q(x_{k-1} | x_k) = N(mu(x_k) + v grad_x log p~_k(y | x_k), v)        (autograd through the score)
+
+and weighs it by  p(x_{k-1} | x_k) p~_{k-1}(y | x_{k-1}) / (q(x_{k-1} | x_k) p~_k(y | x_k)). The last step
+targets the likelihood itself: observed coefficients are drawn from the product of the kernel with
+N(y_bar; ., r) (the point y_bar when sigma_y = 0, as in :mod:`.mcgdiff`) and weighed by N(y_bar; mu, v + r).
+Any twist keeps the limit: the weighted particles converge, as M grows, to the posterior of the
+discretised model given y. The weight of a move is known only after the move, so the loop applies
+it at the next step (before resampling) and once more after the last move.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..particles import ParticleModel, Problem
+from ..sampling import reverse_step
+from ..sde import _normal_log_prob
+
+__all__ = ["TwistedModel"]
+
+
+class TwistedModel(ParticleModel):
+    """The twisted (TDS) particle model on a :class:`Problem`; needs a score that supports autograd."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem)
+        self._pending: Tensor | None = None  # log p/q of the last move, per current particle
+        self._prev_twist: Tensor | None = None  # log p~ at each current particle's parent
+
+    def initial(self, generator):
+        pb = self.problem
+        b, m = pb.batch, pb.particles
+        x = pb.sde.prior_sample((b * m, *pb.event_shape), generator=generator, dtype=pb.y.dtype, device=pb.y.device)
+        zeros = torch.zeros(b, m, dtype=torch.float64, device=pb.y.device)
+        self._pending, self._prev_twist = zeros, zeros
+        return x.view(b, m, *pb.event_shape), torch.zeros(b, dtype=torch.float64, device=pb.y.device)
+
+    def _twist_chunk(self, x: Tensor, t: Tensor, rows: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Score, log p~ and its gradient for a chunk ``x: (c, *event)`` whose rows of y are ``rows: (c,)``."""
+        pb = self.problem
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            s = pb.score(xg, t)
+            if not isinstance(s, Tensor) or s.shape != x.shape:
+                raise ValueError(f"score returned shape {tuple(getattr(s, 'shape', ()))} for input of shape {tuple(x.shape)}")
+            if not s.requires_grad:
+                raise ValueError(
+                    "proposal='twisted' differentiates log p~(y | x_t) through the score, but the score's output "
+                    "does not depend on x through autograd (computed under no_grad or outside torch); use "
+                    "proposal='mcgdiff' or 'bootstrap' with this score"
+                )
+            x0 = pb.sde.tweedie(xg, t, s)
+            xbar0 = pb.operator.Vt(x0)
+            alpha, sigma2 = pb.coefficients_at(float(t[0]))
+            rho = (sigma2 / (alpha**2 + sigma2))[0]
+            var = pb.r[rows, 0] + rho
+            obs = pb.observed[rows, 0]
+            log_p = _normal_log_prob(pb.ybar[rows, 0], xbar0, torch.where(obs, var, torch.ones_like(var)))
+            log_p = torch.where(obs, log_p, torch.zeros_like(log_p)).flatten(1).sum(1)
+            (grad,) = torch.autograd.grad(log_p.sum(), xg)
+        if not (torch.isfinite(s).all() and torch.isfinite(grad).all()):
+            raise ValueError(f"score or twist gradient returned non-finite values at step {k} (t = {t[0].item():.6g})")
+        return s.detach(), log_p.detach(), grad
+
+    def predict(self, x, step, generator):
+        pb = self.problem
+        b, m = x.shape[:2]
+        n = b * m
+        flat = x.reshape(n, *pb.event_shape)
+        rows = torch.arange(b, device=x.device).repeat_interleave(m)
+        size = n if pb.chunk_size is None else pb.chunk_size
+        parts = [self._twist_chunk(xc, tc, rc, step.k) for xc, tc, rc in zip(flat.split(size), step.t.split(size), rows.split(size))]
+        score, log_twist, grad = (torch.cat(v) for v in zip(*parts))
+        mean, var = reverse_step(pb.sde, pb.kernel, flat, step.t, step.s, step.h, score)
+        var = var.expand_as(flat).reshape(b, m, *pb.event_shape)
+        return {
+            "mean": pb.to_coef(mean.view(b, m, *pb.event_shape)),
+            "var": pb.schedule_to_coef(var),
+            "grad": pb.to_coef(grad.view(b, m, *pb.event_shape)),
+            "log_twist": log_twist.view(b, m).double(),
+        }
+
+    def log_potential(self, x, pred, step):
+        return self._pending + pred["log_twist"] - self._prev_twist
+
+    def move(self, x, pred, step, generator):
+        pb = self.problem
+        mean, var, grad = pred["mean"], pred["var"], pred["grad"]
+        z = pb.noise(mean.shape, generator)
+        shift = var * grad
+        xbar = mean + shift + var.sqrt() * z
+        # log N(x'; mu, v) - log N(x'; mu + v g, v) = -(v g^2 / 2 + sqrt(v) g z), per coordinate
+        log_ratio = -(0.5 * var * grad**2 + var.sqrt() * grad * z).double()
+        if step.last:
+            r, ybar = pb.r, pb.ybar
+            total = var + r
+            safe = torch.where(total > 0, total, torch.ones_like(total))
+            obs_mean = torch.where(total > 0, (r * mean + var * ybar) / safe, mean)
+            obs_var = torch.where(total > 0, var * r / safe, torch.zeros_like(total))
+            xbar = torch.where(pb.observed, obs_mean + obs_var.sqrt() * z, xbar)
+            log_obs = _normal_log_prob(ybar.double(), mean.double(), safe.double())
+            log_ratio = torch.where(pb.observed, log_obs, log_ratio)
+        self._pending = log_ratio.sum(pb.coef_dims)
+        self._prev_twist = pred["log_twist"]
+        return pb.from_coef(xbar)
+
+    def final_log_potential(self, x: Tensor) -> Tensor:
+        return self._pending - self._prev_twist
+
+    def finalize(self, x: Tensor) -> Tensor:
+        pb = self.problem
+        if pb.noise_std > 0:
+            return x
+        return pb.from_coef(torch.where(pb.observed, pb.ybar, pb.to_coef(x)))
