@@ -52,7 +52,7 @@ from smcdiff.sde import SDE
 
 K_SIDE = (-2, -1, 0, 1, 2)
 DEFAULT_SEEDS = {8: 20, 80: 8, 800: 3}
-VARIANTS = (("mcgdiff", True), ("mcgdiff", False), ("bootstrap", False))  # (proposal, noisy)
+VARIANTS = (("mcgdiff", True), ("mcgdiff", False), ("bootstrap", False), ("twisted", True), ("twisted", False))  # (proposal, noisy)
 
 
 # ---- problem -----------------------------------------------------------------------------------------
@@ -242,11 +242,12 @@ def main() -> None:
     parser.add_argument("--operator", choices=["paper", "gaussian"], default="paper")
     parser.add_argument("--score", choices=["auto", "mixture", "isotropic"], default="auto")
     parser.add_argument("--variants", nargs="+", default=["mcgdiff", "mcgdiff0", "bootstrap0"],
-                        choices=["mcgdiff", "mcgdiff0", "bootstrap0"], help="'0' = noiseless (sigma_y = 0)")
+                        choices=["mcgdiff", "mcgdiff0", "bootstrap0", "twisted", "twisted0"], help="'0' = noiseless (sigma_y = 0)")
     parser.add_argument("--verbose", action="store_true", help="print one line per seed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = {"mcgdiff": ("mcgdiff", True), "mcgdiff0": ("mcgdiff", False), "bootstrap0": ("bootstrap", False)}
+    names = {"mcgdiff": ("mcgdiff", True), "mcgdiff0": ("mcgdiff", False), "bootstrap0": ("bootstrap", False),
+             "twisted": ("twisted", True), "twisted0": ("twisted", False)}
     args.variants = [names[v] for v in args.variants]
     cells = parse_cells(args.dims or (["8", "80"] if args.quick else ["8", "80", "800"]))
     n_seeds = lambda d: args.seeds or (2 if args.quick else DEFAULT_SEEDS.get(d, 5))

@@ -13,6 +13,7 @@ See ``DESIGN.md``-style overview in the README. Public names:
 
 from .inpaint import InpaintResult, inpaint, load_model
 from .restore import RestoreResult, restore
+from .results import load_result, save_result
 from .gaussian import (
     GaussianMixtureScore,
     GaussianScore,
@@ -56,6 +57,8 @@ __all__ = [
     "InpaintResult",
     "restore",
     "RestoreResult",
+    "save_result",
+    "load_result",
     "linear_gaussian_posterior",
     "linear_gaussian_mixture_posterior",
     "operators",

@@ -474,10 +474,11 @@ def test_compare_script_runs_end_to_end(tmp_path, monkeypatch):
     methods = [(r.task, r.method) for r in rows]
     assert methods == [("inpaint", m) for m in script.INPAINT_MODELS] + [
         ("inpaint", "SMC, M = 2"), ("inpaint", "SMC, M = 4"), ("inpaint", "replacement")
-    ] + [("sr", m) for m in script.SR_MODELS]
+    ] + [("sr", m) for m in script.SR_MODELS] + [("sr", "SMC (mcgdiff, euler), M = 2"), ("sr", "SMC (mcgdiff, euler), M = 4")]
     for r in rows:
         assert math.isfinite(r.psnr) and math.isfinite(r.ufid) and math.isfinite(r.jfid) and r.diversity >= 0
-    assert [r.evaluations for r in rows if r.method.startswith("SMC")] == [4, 8]
-    assert all(math.isinf(r.consistency) for r in rows if r.method.startswith("SMC"))  # observed pixels kept
+    assert [r.evaluations for r in rows if r.method.startswith("SMC")] == [4, 8, 4, 8]
+    assert all(math.isinf(r.consistency) for r in rows if r.method.startswith("SMC") and r.task == "inpaint")
+    assert all(not math.isnan(r.consistency) for r in rows if r.task == "sr")  # clipping to [-1, 1] can break A x = y
     assert len(json.loads(out_json.read_text())["rows"]) == len(rows)
     assert "Super-resolution" in out_md.read_text()
