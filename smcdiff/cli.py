@@ -285,9 +285,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     factor = 4
     op = Downsample(factor).bind(tuple(images.shape[1:]))
     low = op.A(images)  # (B, 1, 2, 2) block means
-    print(f"\n{factor}x super-resolution of the same digits (8x8 -> {low.shape[-1]}x{low.shape[-2]} block means), proposal 'mcgdiff':")
-    sr = {"smc (mcgdiff)": restore(model, low, Downsample(factor), proposal="mcgdiff",
-                                   generator=_generator(args.seed + 3, device), **common)}
+    print(f"\n{factor}x super-resolution of the same digits (8x8 -> {low.shape[-1]}x{low.shape[-2]} block means):")
+    sr = {"smc (bootstrap)": restore(model, low, Downsample(factor), proposal="bootstrap",
+                                     generator=_generator(args.seed + 3, device), **common)}
     sr_table, sr_picks = _method_table(
         sr, images, lambda x: consistency(x, low.repeat_interleave(k, 0), op.A), k, _generator(args.seed + 4, device),
         classifier,
@@ -308,8 +308,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
             "inpainting (random 25% square hidden)",
         ),
         GridSection(
-            [torch.cat([images[i : i + 1], up[i : i + 1], sr_picks["smc (mcgdiff)"][i]]) for i in range(b)],
-            ["original", f"{low.shape[-1]}x{low.shape[-2]} input", ("SMC draws (mcgdiff)", k)],
+            [torch.cat([images[i : i + 1], up[i : i + 1], sr_picks["smc (bootstrap)"][i]]) for i in range(b)],
+            ["original", f"{low.shape[-1]}x{low.shape[-2]} input", ("SMC draws", k)],
             f"{factor}x super-resolution",
         ),
     ]
@@ -623,7 +623,7 @@ def _threads_option(p: argparse.ArgumentParser) -> None:
 def _restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("smc", "replacement"), default="smc",
                    help="smc (weighted, exact as the particles grow) or the replacement baseline (default %(default)s)")
-    p.add_argument("--proposal", choices=("bootstrap", "mcgdiff"), default=None,
+    p.add_argument("--proposal", choices=("bootstrap", "mcgdiff", "twisted"), default=None,
                    help="SMC proposal (default: bootstrap when --noise is 0, else mcgdiff)")
     p.add_argument("--draws", type=_positive(int), default=4, help="equally weighted draws to show (default %(default)s)")
     p.add_argument("--truth", type=Path, default=None, metavar="GT.png",
@@ -670,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="inpaint and 4x super-resolve held-out digits; SMC and replacement side by side",
         description="Inpaints held-out digits (random 4x4 squares, 25%% of the image, hidden) with SMC and "
-        "replacement, and super-resolves them 4x (2x2 block means) with SMC (mcgdiff proposal); prints PSNR, "
+        "replacement, and super-resolves them 4x (2x2 block means) with SMC; prints PSNR, "
         "consistency, label kept, distinct final lineages and time per image, and writes a labelled PNG grid.",
     )
     p.add_argument("--images", type=_positive(int), default=8, help="held-out digits (default %(default)s)")

@@ -223,6 +223,20 @@ def gaussian_posterior(mean: Tensor, cov: Tensor, mask: Tensor, y: Tensor) -> tu
     return post_mean, post_cov
 
 
+def _check_mixture(weights, means, covs) -> tuple[Tensor, Tensor, Tensor]:
+    """The mixture's parameters in float64, checked: weights (K,), means (K, d), covs (K, d, d) SPD."""
+    weights, means, covs = (torch.as_tensor(v, dtype=torch.float64) for v in (weights, means, covs))
+    if means.ndim != 2:
+        raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
+    k, d = means.shape
+    if weights.shape != (k,) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"weights must be non-negative with shape ({k},) and a positive sum")
+    if covs.shape != (k, d, d):
+        raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(covs.shape)}")
+    _check_spd("covs", covs)
+    return weights, means, covs
+
+
 def gaussian_mixture_posterior(
     weights: Tensor, means: Tensor, covs: Tensor, mask: Tensor, y: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -237,15 +251,8 @@ def gaussian_mixture_posterior(
     post_means : (B, K, d)
     post_covs : (B, K, d, d)
     """
-    weights, means, covs = (torch.as_tensor(v, dtype=torch.float64) for v in (weights, means, covs))
-    if means.ndim != 2:
-        raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
-    k, d = means.shape
-    if weights.shape != (k,) or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"weights must be non-negative with shape ({k},) and a positive sum")
-    if covs.shape != (k, d, d):
-        raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(covs.shape)}")
-    _check_spd("covs", covs)
+    weights, means, covs = _check_mixture(weights, means, covs)
+    d = means.shape[1]
     mask, y = _observation(mask, y, d)
     post_means, post_covs, log_lik = _condition(means[None], covs[None], mask[:, None, :], y[:, None, :])
     post_weights = torch.softmax((weights / weights.sum()).log()[None] + log_lik, dim=-1)
@@ -337,15 +344,8 @@ def linear_gaussian_mixture_posterior(
     -------
     post_weights : (B, K); post_means : (B, K, d); post_covs : (B, K, d, d)
     """
-    weights, means, covs = (torch.as_tensor(v, dtype=torch.float64) for v in (weights, means, covs))
-    if means.ndim != 2:
-        raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
-    k, d = means.shape
-    if weights.shape != (k,) or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"weights must be non-negative with shape ({k},) and a positive sum")
-    if covs.shape != (k, d, d):
-        raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(covs.shape)}")
-    _check_spd("covs", covs)
+    weights, means, covs = _check_mixture(weights, means, covs)
+    d = means.shape[1]
     basis, ybar, noise, observed = _singular_observation(operator, y, noise_std, d)
     post_means, post_covs, log_lik = _condition_linear(
         means[None], covs[None], basis, ybar[:, None], noise[:, None], observed[:, None]

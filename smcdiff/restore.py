@@ -107,6 +107,28 @@ def _resolve_model(model: ScoreModel | str | Path, device: torch.device | str | 
     return score
 
 
+def _observation(score, y: Tensor, operator: Operator | Tensor, device) -> tuple[Tensor, Operator]:
+    """``y`` with a batch dimension, on the model's device, and the operator bound to the model's shape."""
+    event_shape = getattr(score, "event_shape", None)
+    if isinstance(operator, Operator) and event_shape is not None:
+        out_ndim = len(operator.bind(tuple(event_shape)).out_shape)
+    else:
+        out_ndim = len(event_shape) if event_shape is not None else y.ndim - 1
+    if y.ndim == out_ndim:
+        y = y[None]
+    if y.ndim != out_ndim + 1:
+        raise ValueError(f"y must have shape (B, *observation_shape) with {out_ndim} observation dimensions, got {tuple(y.shape)}")
+    param = next(iter(score.parameters()), None) if isinstance(score, torch.nn.Module) else None
+    target = torch.device(device) if device is not None else (param.device if param is not None else y.device)
+    y = y.to(target)
+    if isinstance(operator, Tensor):
+        operator = operator.to(target)
+    op = as_operator(operator, y, None if (isinstance(operator, Tensor) or event_shape is None) else tuple(event_shape))
+    if event_shape is not None and tuple(op.in_shape) != tuple(event_shape):
+        raise ValueError(f"y has shape {tuple(y.shape[1:])} per item but the model expects {tuple(event_shape)}")
+    return y, op
+
+
 def restore(
     model: ScoreModel | str | Path,
     y: Tensor,
@@ -141,7 +163,9 @@ def restore(
         bool mask (inpainting; y then has the image's shape).
     noise_std : sigma_y >= 0, in the data's units.
     particles : M, particles (SMC) or independent samples (replacement) per observation.
-    steps : reverse steps (default 250), or ``grid`` for explicit times.
+    steps : reverse steps (default 250), or ``grid`` for explicit times. A model that offers
+        ``time_grid(steps)`` (a :class:`~smcdiff.adapters.DiffusersScore`: its training timesteps) is
+        sampled on that grid, so the network is never queried between its training steps.
     method : ``"smc"`` (weighted, exact as M grows) or ``"replacement"`` (RePaint-style baseline, noiseless only).
     proposal, kernel, resampling, ess_threshold, chunk_size, denoise_last, callback : see :func:`smcdiff.smc_sample`.
     generator : torch.Generator, the only source of randomness.
@@ -156,25 +180,9 @@ def restore(
         raise ValueError(f"method must be 'smc' or 'replacement', got {method!r}")
     if not isinstance(y, Tensor) or not y.is_floating_point():
         raise ValueError("y must be a floating-point tensor (B, *observation_shape) in the model's data range")
-    event_shape = getattr(score, "event_shape", None)
-    op_probe = operator if isinstance(operator, Operator) else None
-    out_ndim = len(op_probe.bind(tuple(event_shape)).out_shape) if (op_probe is not None and event_shape is not None) else (
-        len(event_shape) if event_shape is not None else y.ndim - 1
-    )
-    if y.ndim == out_ndim:
-        y = y[None]
-    if y.ndim != out_ndim + 1:
-        raise ValueError(f"y must have shape (B, *observation_shape) with {out_ndim} observation dimensions, got {tuple(y.shape)}")
-    param = next(iter(score.parameters()), None) if isinstance(score, torch.nn.Module) else None
-    target = torch.device(device) if device is not None else (param.device if param is not None else y.device)
-    y = y.to(target)
-    if isinstance(operator, Tensor):
-        operator = operator.to(target)
-    op = as_operator(operator, y, None if (isinstance(operator, Tensor) or event_shape is None) else tuple(event_shape))
-    if event_shape is not None and tuple(op.in_shape) != tuple(event_shape):
-        raise ValueError(f"y has shape {tuple(y.shape[1:])} per item but the model expects {tuple(event_shape)}")
+    y, op = _observation(score, y, operator, device)
     if check_data_range and op.preserves_range:
-        seen = y[torch.broadcast_to(op.observed.to(target), y.shape)] if isinstance(op, Mask) else y
+        seen = y[torch.broadcast_to(op.observed.to(y.device), y.shape)] if isinstance(op, Mask) else y
         check_range("y", seen, *DATA_RANGE, slack=1e-3 + 6 * float(noise_std))
     n_steps = grid.numel() - 1 if grid is not None else (DEFAULT_STEPS if steps is None else steps)
     if isinstance(n_steps, int) and n_steps < MIN_STEPS.get(kernel, 0):
@@ -183,6 +191,8 @@ def restore(
             "expect samples of poor quality", stacklevel=2,
         )
     steps = DEFAULT_STEPS if (steps is None and grid is None) else steps
+    if grid is None and hasattr(score, "time_grid"):
+        grid, steps = score.time_grid(steps), None  # on the model's training timesteps (DiffusersScore)
     t0 = time.perf_counter()
     common = dict(particles=particles, steps=steps, kernel=kernel, grid=grid, generator=generator,
                   chunk_size=chunk_size, denoise_last=denoise_last, progress=progress, callback=callback)

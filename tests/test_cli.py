@@ -177,10 +177,10 @@ def test_demo_inpaints_and_super_resolves_with_labelled_columns(smcdiff, tmp_pat
     assert out.returncode == 0, out.stderr
     text = out.stdout
     for word in ("smc", "replacement", "PSNR", "consistency", "label kept", "lineages", "s / image",
-                 "super-resolution", "smc (mcgdiff)"):
+                 "super-resolution", "smc (bootstrap)"):
         assert word in text
     # lineages of every method: 'x/2' in each table row
-    rows = [line for line in text.splitlines() if line.startswith(("smc ", "replacement", "smc (mcgdiff)"))]
+    rows = [line for line in text.splitlines() if line.startswith(("smc ", "replacement", "smc (bootstrap)"))]
     assert len(rows) == 3 and all(re.search(r"\d(\.\d)?/2 ", r) for r in rows)
     arr = np.asarray(Image.open(grid).convert("L"))
     # 2 sections of 2 digits at scale 8 (8 + 1 pixel cells), plus titles and column labels above each
