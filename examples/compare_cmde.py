@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=100, help="reverse steps of the conditional estimators")
     p.add_argument("--smc-steps", type=int, default=100, help="reverse steps of SMC and replacement")
     p.add_argument("--particles", type=int, nargs="*", default=[16, 64], help="SMC particle counts M")
+    p.add_argument("--smc-proposals", nargs="+", choices=("bootstrap", "mcgdiff", "twisted"), default=["mcgdiff"],
+                   help="SMC proposals of the super-resolution rows")
     p.add_argument("--smc-kernels", nargs="+", choices=("euler", "ancestral"), default=["euler"],
                    help="reverse kernels of the SMC super-resolution rows")
     p.add_argument("--tasks", nargs="+", choices=("inpaint", "sr"), default=["inpaint", "sr"])
@@ -193,18 +195,17 @@ def super_resolution_rows(x: torch.Tensor, args: argparse.Namespace, classifier)
     n, factor = x.shape[0], 4
     low = average_pool(x, factor)
     cons = lambda xh: consistency(xh, low, lambda z: average_pool(z, factor))  # noqa: E731
-    for m in args.particles:
-        for kernel in args.smc_kernels:
-            g = torch.Generator().manual_seed(args.seed + 2)
-            res = restore(
-                model, low, Downsample(factor), particles=m, steps=args.smc_steps, proposal="mcgdiff", kernel=kernel,
-                generator=g, chunk_size=args.chunk_size, progress=args.progress,
-            )
-            draws = res.draw(args.samples, g)
-            name = f"SMC (mcgdiff, {kernel}), M = {m}"
-            y_image = torch.nn.functional.interpolate(low, scale_factor=factor, mode="nearest")  # as the estimators' y
-            rows.append(score_rows("sr", name, draws, x, y_image, cons, res.model_evaluations / n, res.seconds / n, classifier))
-            print(_line(rows[-1]) + f" lineages {res.weighted.distinct_final().double().mean().item():.1f}", flush=True)
+    for m, proposal, kernel in ((m, p, k) for m in args.particles for p in args.smc_proposals for k in args.smc_kernels):
+        g = torch.Generator().manual_seed(args.seed + 2)
+        res = restore(
+            model, low, Downsample(factor), particles=m, steps=args.smc_steps, proposal=proposal, kernel=kernel,
+            generator=g, chunk_size=args.chunk_size, progress=args.progress,
+        )
+        draws = res.draw(args.samples, g)
+        name = f"SMC ({proposal}, {kernel}), M = {m}"
+        y_image = torch.nn.functional.interpolate(low, scale_factor=factor, mode="nearest")  # as the estimators' y
+        rows.append(score_rows("sr", name, draws, x, y_image, cons, res.model_evaluations / n, res.seconds / n, classifier))
+        print(_line(rows[-1]) + f" lineages {res.weighted.distinct_final().double().mean().item():.1f}", flush=True)
     return rows
 
 

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from .operators import Operator
-from .particles import StepInfo, WeightedSamples, run_particles
+from .particles import Population, StepInfo, WeightedSamples, run_particles
 from .proposals import BootstrapModel
 from .sampling import Kernel
 from .score import ScoreFn
 from .sde import SDE
-from .smc import build_problem
+from .smc import build_problem, check_population
 
 __all__ = ["replacement_sample"]
 
@@ -44,7 +44,8 @@ def replacement_sample(
     denoise_last: bool = False,
     progress: bool = False,
     callback: Callable[[StepInfo], None] | None = None,
-) -> WeightedSamples:
+    population: Population | None = None,
+) -> WeightedSamples | None:
     """Replacement sampling; arguments as :func:`smcdiff.smc_sample` (noiseless observations, no resampling options).
 
     Returns :class:`WeightedSamples` with uniform weights, ``ess`` equal to M, no resampling and a NaN
@@ -52,10 +53,12 @@ def replacement_sample(
     """
     if callback is not None and not callable(callback):
         raise ValueError("callback must be callable as callback(info: StepInfo) or None")
+    population = check_population(population)
     problem = build_problem(
-        score, sde, y, observation, particles=particles, steps=steps, grid=grid, kernel=kernel, chunk_size=chunk_size
+        score, sde, y, observation, particles=population.local_particles(particles), steps=steps, grid=grid,
+        kernel=kernel, chunk_size=chunk_size,
     )
     return run_particles(
         BootstrapModel(problem, reweight=False), generator=generator, denoise_last=denoise_last,
-        progress=progress, desc="replacement", callback=callback,
+        progress=progress, desc="replacement", callback=callback, population=population,
     )

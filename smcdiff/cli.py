@@ -9,6 +9,10 @@ other work can make it several times slower than one thread. Unless ``--threads`
 ``OMP_NUM_THREADS`` says otherwise, the commands use 1 thread on machines with at most 2 CPUs and
 torch's default (one per physical core) capped at the CPUs this process may use elsewhere
 (:func:`default_threads`).
+
+Several processes: under ``torchrun --nproc-per-node N -m smcdiff restore ...`` (or ``inpaint``) each
+process holds particles / N of every image's particles (:mod:`smcdiff.distributed`: gloo on CPU, nccl
+on CUDA with one GPU per process); rank 0 prints and writes the outputs.
 """
 
 from __future__ import annotations
@@ -26,8 +30,7 @@ from . import __version__
 
 __all__ = ["main", "build_parser", "default_threads", "MIN_STEPS"]
 
-MIN_STEPS = {"euler": 100, "ancestral": 20}
-"""Below this many steps a kernel's samples are far from the model's (a one-line warning); provisional."""
+from .restore import MIN_STEPS  # noqa: E402  (one table of step counts for the library and the CLI)
 
 TASKS = ("inpaint", "sr", "deblur", "denoise")
 DEFAULT_FACTOR = 4
@@ -125,6 +128,8 @@ def _configure(args: argparse.Namespace) -> tuple[torch.device, int]:
     threads = args.threads if args.threads is not None else default_threads()
     torch.set_num_threads(threads)
     name = args.device if args.device is not None else _default_device()
+    if name == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
+        name = f"cuda:{os.environ['LOCAL_RANK']}"
     try:
         device = torch.device(name)
         torch.empty(1, device=device)
@@ -476,13 +481,28 @@ def _read_job(args: argparse.Namespace, job: _Job, shape: tuple[int, int, int], 
     job.mask = mask
 
 
-def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.device):
+def _distributed(args: argparse.Namespace, device: torch.device):
+    """Under torchrun with several processes: the process group (gloo on CPU, nccl on CUDA; ended by
+    :func:`main` when made here) and a sharded population over it; None in one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch.distributed as dist
+
+    from .distributed import ShardedPopulation, init_from_env
+
+    args.owns_group = not dist.is_initialized()
+    init_from_env("nccl" if device.type == "cuda" else "gloo")
+    return ShardedPopulation()
+
+
+def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.device, population=None):
     from .inpaint import inpaint
     from .restore import restore
 
     common = dict(
         particles=args.particles, steps=args.steps, method=args.method, proposal=args.proposal, kernel=args.kernel,
-        noise_std=args.noise, generator=_generator(args.seed, device), progress=True, device=device,
+        noise_std=args.noise, generator=_generator(args.seed, device), progress=population is None or population.rank == 0,
+        device=device, population=population,
     )
     try:
         if args.task == "inpaint":
@@ -554,6 +574,12 @@ def cmd_restore(args: argparse.Namespace) -> None:
     files, batch = _expand_inputs(args.inputs)
     jobs = _plan(args, files, batch)
     device, threads = _configure(args)
+    population = _distributed(args, device)  # torchrun: the particles of each image spread over the processes
+    processes = 1 if population is None else population.world_size
+    if args.particles % processes:
+        raise UserError(f"--particles {args.particles} must be a multiple of the number of processes ({processes})")
+    lead = population is None or population.rank == 0  # rank 0 reports and writes
+    say = print if lead else (lambda *a, **k: None)
     model = _load_model_or_fail(args.model, device)
     shape = tuple(model.event_shape)
     operator = _operator(args, shape)
@@ -562,18 +588,23 @@ def cmd_restore(args: argparse.Namespace) -> None:
     what = {"inpaint": "inpainting", "sr": f"{args.factor}x super-resolution",
             "deblur": f"deblurring (Gaussian blur, sigma {args.blur_sigma} px)", "denoise": "denoising"}[args.task]
     method = args.method if args.method == "replacement" else f"smc ({args.proposal or ('bootstrap' if args.noise == 0 else 'mcgdiff')})"
-    print(
+    where = "" if processes == 1 else f" on {processes} processes ({args.particles // processes} particles each)"
+    say(
         f"{what} of {len(jobs)} image(s), {method}, noise {args.noise:g}; {args.particles} particles, {args.steps} steps "
-        f"({args.kernel}), model {args.model!r}, {device}, {threads} thread(s)."
+        f"({args.kernel}), model {args.model!r}, {device}, {threads} thread(s){where}."
     )
-    _warn_few_steps(args.steps, args.kernel)
+    if lead:
+        _warn_few_steps(args.steps, args.kernel)
     for i, job in enumerate(jobs):
         prefix = f"[{i + 1}/{len(jobs)}] {job.input.name}: " if batch else ""
         for note in job.notes:
-            print(f"{prefix or job.input.name + ': '}{note}")
-        res = _sample(args, model, job, operator, device)
+            say(f"{prefix or job.input.name + ': '}{note}")
+        res = _sample(args, model, job, operator, device, population)
+        if res is None:  # another process gathers the particles and writes the outputs
+            continue
         settings = {**res.settings, "task": args.task, "model": args.model, "seed": args.seed, "particles": args.particles,
                     "input": str(job.input), "device": str(device), "threads": threads}
+        settings.update({"processes": processes} if processes > 1 else {})
         settings.update({"factor": args.factor} if args.task == "sr" else {})
         settings.update({"blur_sigma": args.blur_sigma} if args.task == "deblur" else {})
         res = dataclasses.replace(res, settings=settings)
@@ -720,13 +751,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"steps=\d+ is far below", category=UserWarning)  # said once, below
     parser = build_parser()
     args = parser.parse_args(_join_option_values(list(sys.argv[1:] if argv is None else argv)))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in ("restore", "inpaint"):
+        print(f"smcdiff {args.command}: error: runs in one process; under torchrun use 'restore' or 'inpaint'", file=sys.stderr)
+        return 2
     try:
         args.func(args)
     except UserError as err:
-        print(f"smcdiff {args.command}: error: {err}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process has the error; one says it
+            print(f"smcdiff {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if getattr(args, "owns_group", False):
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .particles import Population
 from .proposals import Proposal
 from .resampling import Resampling
 from .restore import DEFAULT_KERNEL, DEFAULT_PARTICLES, DEFAULT_STEPS, RestoreResult, restore
@@ -98,7 +99,8 @@ def inpaint(
     chunk_size: int | None = None,
     progress: bool = False,
     device: torch.device | str | None = None,
-) -> RestoreResult:
+    population: Population | None = None,
+) -> RestoreResult | None:
     """Inpaint ``image`` where ``mask`` is False with an unconditional diffusion model.
 
     The mask case of :func:`smcdiff.restore`.
@@ -116,6 +118,7 @@ def inpaint(
     chunk_size : at most this many particles per network call.
     progress : tqdm progress bar.
     device : where the model and the particles run.
+    population : where the particles live (see :func:`smcdiff.restore`).
     """
     score = load_model(model, device=device)
     if not hasattr(score, "sde"):
@@ -126,5 +129,5 @@ def inpaint(
     return restore(
         score, image, mask, noise_std=noise_std, particles=particles, steps=steps, method=method,
         proposal=proposal, kernel=kernel, generator=generator, resampling=resampling, ess_threshold=ess_threshold,
-        chunk_size=chunk_size, progress=progress, device=device,
+        chunk_size=chunk_size, progress=progress, device=device, population=population,
     )

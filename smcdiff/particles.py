@@ -18,14 +18,19 @@ lineage bookkeeping, chunked score calls, callbacks and the :class:`WeightedSamp
 Weighting before moving is the auxiliary-particle-filter order of SMCDiff (Trippe et al. 2022) and of
 MCGdiff's locally optimal proposal (Cardoso et al. 2024): the weight of a move depends only on where a
 particle starts, so resampling first spends the particles on the promising starts.
+
+What involves a row's particles together (normalising the weights, the ESS, drawing ancestors,
+reordering particle rows, the output) goes through a :class:`Population`: by default all M particles
+live in this process; :mod:`smcdiff.distributed` spreads them over processes with the same loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 from torch import Tensor
@@ -36,7 +41,7 @@ from .sampling import Kernel, checked_score, reverse_step, time_steps
 from .score import ScoreFn
 from .sde import SDE
 
-__all__ = ["WeightedSamples", "StepInfo", "Step", "Problem", "ParticleModel", "run_particles"]
+__all__ = ["WeightedSamples", "StepInfo", "Step", "Problem", "ParticleModel", "Population", "Streams", "run_particles"]
 
 
 @dataclass(frozen=True)
@@ -244,8 +249,13 @@ class ParticleModel(ABC):
         self.problem = problem
 
     @abstractmethod
-    def initial(self, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """``x_N: (B, M, *event)`` and the initial log-evidence term ``(B,)`` float64."""
+    def initial(self, generator: torch.Generator | None, shared_generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """``x_N: (B, M, *event)`` and the initial log-evidence term ``(B,)`` float64.
+
+        ``generator`` draws the particles; ``shared_generator`` draws what all particles of a row share
+        (an observation trajectory), which must be the same wherever the row's particles live: every
+        process of a sharded run draws the same values from it. In one process both are the user's generator.
+        """
 
     @abstractmethod
     def predict(self, x: Tensor, step: Step, generator: torch.Generator | None) -> dict[str, Tensor]:
@@ -267,6 +277,74 @@ class ParticleModel(ABC):
     def finalize(self, x: Tensor) -> Tensor:
         """The output particles from ``x_0`` (e.g. observed coordinates set exactly to y)."""
         return x
+
+
+# ---- where the particles live: the loop's population-wide steps (the seam of smcdiff.distributed) ----
+@dataclass(frozen=True)
+class Streams:
+    """The random streams of one run: ``particles`` draws this process's particles (initial draws,
+    proposal noise); ``shared`` draws what must be identical wherever a row's particles live (an
+    observation trajectory, global resampling uniforms). In one process both are the user's generator."""
+
+    particles: torch.Generator | None
+    shared: torch.Generator | None
+
+
+class Population:
+    """All M particles of every row in this process: the loop's population-wide steps, once.
+
+    The loop calls these hooks for everything that involves the particles of a row together
+    (normalising the weights, the ESS, drawing ancestors, reordering particle rows, the output); a
+    subclass in :mod:`smcdiff.distributed` spreads each row's particles over processes. Log-weights are
+    in the population's own layout (here ``(B, M)``, float64); particles ``x: (B, M_local, *event)``.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+
+    def local_particles(self, particles: int) -> int:
+        """Particles per row in this process for ``particles`` (M) in all."""
+        return particles
+
+    def total(self, local: int) -> int:
+        """M, the particles per row in all processes, from this process's count."""
+        return local
+
+    def streams(self, generator: torch.Generator | None, device: torch.device) -> Streams:
+        return Streams(generator, generator)
+
+    def guard(self) -> ContextManager:
+        """Wraps a run: a sharded population re-raises an error of one process on every process."""
+        return contextlib.nullcontext()
+
+    def start(self, b: int, local: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Uniform log-weights -log M and the identity ancestors ``(B, M)``."""
+        m = self.total(local)
+        return torch.full((b, m), -math.log(m), dtype=torch.float64, device=device), torch.arange(m, device=device).expand(b, m)
+
+    def reweight(self, log_w: Tensor, log_g: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised ``log w + log G`` and the increment log sum_i w^i G^i ``(B,)``; ``log_g: (B, M_local)``."""
+        increment = torch.logsumexp(log_w + log_g, dim=-1)
+        return log_w + log_g - increment[:, None], increment
+
+    def ess(self, log_w: Tensor) -> Tensor:
+        """ESS of each row over all M particles, ``(B,)``."""
+        return ess(log_w)
+
+    def resample(self, log_w: Tensor, do: Tensor, scheme: Resampling, streams: Streams, identity: Tensor) -> tuple[Tensor, Tensor]:
+        """Ancestors for the rows where ``do: (B,)`` (identity elsewhere) and the log-weights after it."""
+        ancestors = torch.where(do[:, None], resample(log_w, scheme, streams.shared), identity)
+        uniform = torch.full_like(log_w, -math.log(log_w.shape[1]))
+        return ancestors, torch.where(do[:, None], uniform, log_w)
+
+    def select(self, x: Tensor, pred: dict[str, Tensor], ancestors: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The particles and their per-particle ``pred`` tensors ``(B, M, ...)`` reordered by ``ancestors``."""
+        b, m = x.shape[:2]
+        rows = torch.arange(b, device=x.device)[:, None]
+        return x[rows, ancestors], {name: v[rows, ancestors] if v.shape[:2] == (b, m) else v for name, v in pred.items()}
+
+    def finish(self, x: Tensor, log_w: Tensor, ess_hist: Tensor, resampled: Tensor, log_z: Tensor, lineages: Tensor) -> WeightedSamples | None:
+        return WeightedSamples(x, normalize_log_weights(log_w), ess_hist, resampled, log_z, lineages)
 
 
 def _lineage_counts(ancestry: list[tuple[int, Tensor]], steps: int, b: int, m: int, device) -> Tensor:
@@ -299,18 +377,28 @@ def run_particles(
     progress: bool = False,
     desc: str = "smc",
     callback: Callable[[StepInfo], None] | None = None,
-) -> WeightedSamples:
+    population: Population | None = None,
+) -> WeightedSamples | None:
     """Run ``model`` through the reverse-time grid of its problem; the one SMC loop of the library.
 
     Arguments as in :func:`smcdiff.smc_sample`. Returns :class:`WeightedSamples` whose log-evidence is
     the sum of the initial term and log sum_i w_i G_i over the steps (NaN when the model does not reweight).
+    ``population`` says where the particles live (default: all here, :class:`Population`); a sharded one
+    (:mod:`smcdiff.distributed`) holds ``model.problem.particles`` of each row in this process and returns
+    the output where its ``gather`` says (None on the other processes).
     """
+    pop = Population() if population is None else population
+    with pop.guard():
+        return _run(model, pop, resampling, ess_threshold, generator, denoise_last, progress, desc, callback)
+
+
+def _run(model, pop, resampling, ess_threshold, generator, denoise_last, progress, desc, callback) -> WeightedSamples | None:
     pb = model.problem
-    b, m, steps, device = pb.batch, pb.particles, pb.steps, pb.y.device
-    rows = torch.arange(b, device=device)[:, None]
-    identity = torch.arange(m, device=device).expand(b, m)
-    x, log_z = model.initial(generator)
-    log_w = torch.full((b, m), -math.log(m), dtype=torch.float64, device=device)
+    b, steps, device = pb.batch, pb.steps, pb.y.device
+    n, m = b * pb.particles, pop.total(pb.particles)  # n particles here; M per row in all
+    streams = pop.streams(generator, device)
+    x, log_z = model.initial(streams.particles, streams.shared)
+    log_w, identity = pop.start(b, pb.particles, device)
     ess_hist = torch.full((steps, b), float(m), dtype=torch.float64, device=device)
     resampled_hist = torch.zeros(steps, b, dtype=torch.bool, device=device)
     ancestry: list[tuple[int, Tensor]] = []
@@ -318,43 +406,39 @@ def run_particles(
         full = torch.full((b,), float(m), dtype=torch.float64, device=device)
         callback(StepInfo(steps, float(pb.grid[0]), x, log_w, full, torch.zeros(b, dtype=torch.bool, device=device), identity))
 
-    for index, (k, t, s, h) in enumerate(time_steps(pb.sde, pb.grid, b * m, x, progress, desc=desc)):
+    for index, (k, t, s, h) in enumerate(time_steps(pb.sde, pb.grid, n, x, progress, desc=desc)):
         step = Step(k, t, s, h, index)
-        pred = model.predict(x, step, generator)
+        pred = model.predict(x, step, streams.particles)
         ancestors = identity
         if model.reweights:
-            log_g = model.log_potential(x, pred, step)
-            increment = torch.logsumexp(log_w + log_g, dim=-1)
+            log_w, increment = pop.reweight(log_w, model.log_potential(x, pred, step))
             if not torch.isfinite(increment).all():
                 raise ValueError(f"all particle weights vanished or became non-finite at step {k} (t = {t[0].item():.6g})")
-            log_w = log_w + log_g - increment[:, None]
             log_z = log_z + increment
-            ess_k = ess(log_w)
+            ess_k = pop.ess(log_w)
             do = (ess_k < ess_threshold * m) | torch.tensor(ess_threshold >= 1.0, device=device)
             ess_hist[index] = ess_k
             resampled_hist[index] = do
             if ess_threshold > 0 and bool(do.any()):
-                ancestors = torch.where(do[:, None], resample(log_w, resampling, generator), identity)
-                x = x[rows, ancestors]
-                pred = {name: v[rows, ancestors] if v.shape[:2] == (b, m) else v for name, v in pred.items()}
-                log_w = torch.where(do[:, None], torch.full_like(log_w, -math.log(m)), log_w)
+                ancestors, log_w = pop.resample(log_w, do, resampling, streams, identity)
+                x, pred = pop.select(x, pred, ancestors)
                 ancestry.append((index, ancestors.to(torch.int32)))
-        x = model.move(x, pred, step, generator)
+        x = model.move(x, pred, step, streams.particles)
         if callback is not None:
             callback(StepInfo(k - 1, s[0].item(), x, log_w, ess_hist[index], resampled_hist[index], ancestors))
 
     final = model.final_log_potential(x) if model.reweights else None
     if final is not None:
-        increment = torch.logsumexp(log_w + final, dim=-1)
+        log_w, increment = pop.reweight(log_w, final)
         if not torch.isfinite(increment).all():
             raise ValueError("all particle weights vanished or became non-finite at the last step")
-        log_w, log_z = log_w + final - increment[:, None], log_z + increment
+        log_z = log_z + increment
     if denoise_last:
-        flat = x.reshape(b * m, *pb.event_shape)
-        t0 = torch.full((b * m,), float(pb.grid[-1]), dtype=x.dtype, device=device)
+        flat = x.reshape(n, *pb.event_shape)
+        t0 = torch.full((n,), float(pb.grid[-1]), dtype=x.dtype, device=device)
         x = pb.sde.tweedie(flat, t0, checked_score(pb.score, flat, t0, pb.chunk_size, 0)).view_as(x)
     x = model.finalize(x)
     if not model.reweights:
         log_z = torch.full((b,), float("nan"), dtype=torch.float64, device=device)
-    lineages = _lineage_counts(ancestry, steps, b, m, device)
-    return WeightedSamples(x, normalize_log_weights(log_w), ess_hist, resampled_hist, log_z, lineages)
+    lineages = _lineage_counts(ancestry, steps, b, identity.shape[1], device)
+    return pop.finish(x, log_w, ess_hist, resampled_hist, log_z, lineages)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .baselines import replacement_sample
 from .operators import Mask, Operator, as_operator
-from .particles import StepInfo, WeightedSamples
+from .particles import Population, StepInfo, WeightedSamples
 from .proposals import Proposal
 from .resampling import Resampling
 from .sampling import Kernel
@@ -150,7 +150,8 @@ def restore(
     callback: Callable[[StepInfo], None] | None = None,
     device: torch.device | str | None = None,
     check_data_range: bool = True,
-) -> RestoreResult:
+    population: Population | None = None,
+) -> RestoreResult | None:
     """Sample x given y = A x + noise_std * eps with an unconditional diffusion model.
 
     Parameters
@@ -174,6 +175,9 @@ def restore(
     check_data_range : refuse a ``y`` outside the data range (plus 6 noise_std) when the operator maps
         the data range into itself (masks, averaging, blurs with a non-negative kernel); turn off for
         models whose data are not images in [-1, 1].
+    population : where the particles live (see :mod:`smcdiff.distributed`; default all in this process).
+        Sharded over processes, the result comes back where the population's ``gather`` says (rank 0 by
+        default) and None on the other processes.
     """
     score = _resolve_model(model, device)
     if method not in ("smc", "replacement"):
@@ -195,7 +199,8 @@ def restore(
         grid, steps = score.time_grid(steps), None  # on the model's training timesteps (DiffusersScore)
     t0 = time.perf_counter()
     common = dict(particles=particles, steps=steps, kernel=kernel, grid=grid, generator=generator,
-                  chunk_size=chunk_size, denoise_last=denoise_last, progress=progress, callback=callback)
+                  chunk_size=chunk_size, denoise_last=denoise_last, progress=progress, callback=callback,
+                  population=population)
     if method == "smc":
         proposal = ("bootstrap" if noise_std == 0 else "mcgdiff") if proposal is None else proposal
         out = smc_sample(score, score.sde, y, op, noise_std=noise_std, proposal=proposal, resampling=resampling,
@@ -207,6 +212,8 @@ def restore(
             raise ValueError("proposal applies to method='smc' only")
         out = replacement_sample(score, score.sde, y, op, **common)
     seconds = time.perf_counter() - t0
+    if out is None:  # a sharded run gathers the particles on another process
+        return None
     n_steps = out.ess.shape[0]
     evaluations = y.shape[0] * particles * (n_steps + int(denoise_last))
     settings = dict(steps=n_steps, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .operators import Operator, as_operator
-from .particles import Problem, StepInfo, WeightedSamples, run_particles
+from .particles import Population, Problem, StepInfo, WeightedSamples, run_particles
 from .proposals import PROPOSALS, Proposal
 from .resampling import RESAMPLERS, Resampling
 from .sampling import DEFAULT_STEPS, Kernel, _check_common, check_kernel, resolve_grid
@@ -134,6 +134,15 @@ def check_smc_args(ess_threshold: float, resampling: str, proposal: str, callbac
         raise ValueError("callback must be callable as callback(info: StepInfo) or None")
 
 
+def check_population(population: Population | None) -> Population:
+    """``population``, or the single-process default for None; anything else is a ``ValueError``."""
+    if population is None:
+        return Population()
+    if not isinstance(population, Population):
+        raise ValueError(f"population must be a smcdiff Population (see smcdiff.distributed) or None, got {type(population).__name__}")
+    return population
+
+
 @torch.no_grad()
 def smc_sample(
     score: ScoreFn,
@@ -154,7 +163,8 @@ def smc_sample(
     denoise_last: bool = False,
     progress: bool = False,
     callback: Callable[[StepInfo], None] | None = None,
-) -> WeightedSamples:
+    population: Population | None = None,
+) -> WeightedSamples | None:
     """Sample p(x | y) for y = A x + noise_std * eps with SMC on an unconditional score.
 
     Parameters
@@ -181,22 +191,27 @@ def smc_sample(
     denoise_last : Tweedie-denoise the particles at the last grid time.
     progress : tqdm progress bar.
     callback : called with a :class:`StepInfo` for the initial state (step N) and after each step.
+    population : where the particles live; default all in this process. A
+        :class:`smcdiff.distributed.ShardedPopulation` spreads each row's M particles over the processes
+        of a ``torch.distributed`` group (M a multiple of their number), with exact global resampling.
 
     Returns
     -------
     WeightedSamples
         ``particles (B, M, *event_shape)``; with a noiseless observation A x equals y exactly on the
         observed part. ``lineages`` shows how many distinct ancestors the final particles have.
+        A sharded population returns it where its ``gather`` says and None on the other processes.
     """
     noise_std = _check_noise_std(noise_std)
     proposal = ("bootstrap" if noise_std == 0 else "mcgdiff") if proposal is None else proposal
     check_smc_args(ess_threshold, resampling, proposal, callback)
+    population = check_population(population)
     problem = build_problem(
-        score, sde, y, observation, noise_std=noise_std, particles=particles, steps=steps, grid=grid,
-        kernel=kernel, chunk_size=chunk_size,
+        score, sde, y, observation, noise_std=noise_std, particles=population.local_particles(particles), steps=steps,
+        grid=grid, kernel=kernel, chunk_size=chunk_size,
     )
     model = PROPOSALS[proposal](problem)
     return run_particles(
         model, resampling=resampling, ess_threshold=ess_threshold, generator=generator,
-        denoise_last=denoise_last, progress=progress, desc=f"smc ({proposal})", callback=callback,
+        denoise_last=denoise_last, progress=progress, desc=f"smc ({proposal})", callback=callback, population=population,
     )

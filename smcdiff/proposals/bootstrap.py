@@ -47,13 +47,14 @@ class BootstrapModel(ParticleModel):
         self.reweights = reweight
         self._trajectory = None
 
-    def initial(self, generator):
+    def initial(self, generator, shared_generator):
         from ..smc import observation_trajectory  # the trajectory lives with the public API
 
         pb = self.problem
         b, m = pb.batch, pb.particles
         ybar = pb.ybar[:, 0]
-        self._trajectory = observation_trajectory(pb.sde, ybar, pb.steps, generator, grid=pb.grid)
+        # one trajectory per row, whichever process holds the row's particles
+        self._trajectory = observation_trajectory(pb.sde, ybar, pb.steps, shared_generator, grid=pb.grid)
         _, y_k = next(self._trajectory)
         x = pb.sde.prior_sample((b * m, *pb.event_shape), generator=generator, dtype=pb.y.dtype, device=pb.y.device)
         x = pb.to_coef(x.view(b, m, *pb.event_shape))

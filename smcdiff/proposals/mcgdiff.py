@@ -61,7 +61,7 @@ class MCGdiffModel(ParticleModel):
         log_g = _normal_log_prob(xbar.double(), (alpha * pb.ybar).double(), w.double())
         return torch.where(pb.observed, log_g, torch.zeros_like(log_g)).sum(pb.coef_dims)
 
-    def initial(self, generator):
+    def initial(self, generator, shared_generator):
         pb = self.problem
         b, m = pb.batch, pb.particles
         p = pb.prior_var_coef()

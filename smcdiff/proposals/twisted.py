@@ -16,6 +16,9 @@ Each step moves every particle with the reverse kernel N(mu, v) shifted by the t
 and weighs it by  p(x_{k-1} | x_k) p~_{k-1}(y | x_{k-1}) / (q(x_{k-1} | x_k) p~_k(y | x_k)). The last step
 targets the likelihood itself: observed coefficients are drawn from the product of the kernel with
 N(y_bar; ., r) (the point y_bar when sigma_y = 0, as in :mod:`.mcgdiff`) and weighed by N(y_bar; mu, v + r).
+The shift is capped at the size of the step's own noise, ||v grad|| <= sqrt(sum_i v_i) per particle
+(an imperfect network's Jacobian, amplified by 1/alpha_t at high noise, can otherwise throw particles
+off the data); the weights use the shift actually applied, so this changes the variance, not the limit.
 Any twist keeps the limit: the weighted particles converge, as M grows, to the posterior of the
 discretised model given y. The weight of a move is known only after the move, so the loop applies
 it at the next step (before resampling) and once more after the last move.
@@ -41,7 +44,7 @@ class TwistedModel(ParticleModel):
         self._pending: Tensor | None = None  # log p/q of the last move, per current particle
         self._prev_twist: Tensor | None = None  # log p~ at each current particle's parent
 
-    def initial(self, generator):
+    def initial(self, generator, shared_generator):
         pb = self.problem
         b, m = pb.batch, pb.particles
         x = pb.sde.prior_sample((b * m, *pb.event_shape), generator=generator, dtype=pb.y.dtype, device=pb.y.device)
@@ -101,6 +104,12 @@ class TwistedModel(ParticleModel):
         pb = self.problem
         mean, var, grad = pred["mean"], pred["var"], pred["grad"]
         z = pb.noise(mean.shape, generator)
+        # bounded guidance: the shift v g is capped at the size of the step's own noise, ||v g|| <= sqrt(sum v)
+        dims = pb.coef_dims
+        norm = (var * grad).flatten(2).norm(dim=-1)
+        cap = torch.broadcast_to(var, mean.shape).flatten(2).sum(-1).sqrt()
+        scale = torch.where(norm > cap, cap / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.ones_like(norm))
+        grad = grad * scale.reshape(*scale.shape, *([1] * len(dims)))
         shift = var * grad
         xbar = mean + shift + var.sqrt() * z
         # log N(x'; mu, v) - log N(x'; mu + v g, v) = -(v g^2 / 2 + sqrt(v) g z), per coordinate
