@@ -58,7 +58,7 @@ from deepinv.models import Denoiser
 from deepinv.physics import Decolorize, Downsampling, GaussianNoise, LinearPhysics, Physics, ZeroNoise
 from deepinv.physics.forward import DecomposablePhysics
 
-from smcdiff.operators import Dense, Operator
+from smcdiff.operators import ChannelBasis, Dense, Operator, basis_with_first
 from smcdiff.score import ScoreModel
 from smcdiff.sde import SDE, TabulatedVP
 
@@ -165,7 +165,7 @@ class _SVDPhysics(DeepinvOperator):
         return self._call(self.physics.U, self._like(self._sign, c) * self._zero_unobserved(c))
 
 
-class _DecolorizePhysics(DeepinvOperator):
+class _DecolorizePhysics(ChannelBasis, DeepinvOperator):
     """deepinv ``Decolorize``: y = sum_c srf_c x_c, one singular value |srf| per pixel.
 
     deepinv's V is the single channel direction q_0 = srf / |srf|; here it is completed to an orthogonal
@@ -178,10 +178,7 @@ class _DecolorizePhysics(DeepinvOperator):
         c = srf.numel()
         if len(in_shape) != 3 or in_shape[0] != c:
             raise ValueError(f"in_shape must be ({c}, H, W) for this Decolorize physics, got {tuple(in_shape)}")
-        basis = torch.eye(c, dtype=torch.float64)
-        basis[:, 0] = srf
-        q, r = torch.linalg.qr(basis)
-        self._q = q * torch.sign(r.diagonal())[None, :]  # first column +srf/|srf|
+        self._q = basis_with_first(srf)
         self.physics = physics
         self.in_shape = self.coef_shape = tuple(in_shape)
         self.out_shape = (1, *in_shape[1:])
@@ -193,20 +190,6 @@ class _DecolorizePhysics(DeepinvOperator):
     @property
     def s(self):
         return self._s
-
-    def Vt(self, x):
-        return torch.einsum("nchw,cd->ndhw", x, self._like(self._q, x))
-
-    def V(self, c):
-        return torch.einsum("ndhw,cd->nchw", c, self._like(self._q, c))
-
-    def Ut(self, y):
-        out = y.new_zeros(y.shape[0], *self.coef_shape)
-        out[:, :1] = y
-        return out
-
-    def U(self, c):
-        return c[:, :1]
 
 
 class _DecimationPhysics(DeepinvOperator):

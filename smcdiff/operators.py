@@ -168,12 +168,44 @@ class Mask(Operator):
         return f"Mask({'per-row ' if self.per_row else ''}{tuple(self.mask.shape)}, {self.mask.float().mean().item():.0%} observed)"
 
 
-def _basis_with_constant_first(k: int) -> Tensor:
-    """An orthogonal ``(k, k)`` matrix (float64) whose first column is the constant 1/sqrt(k)."""
-    a = torch.eye(k, dtype=torch.float64)
-    a[:, 0] = 1.0
+def basis_with_first(v: Tensor) -> Tensor:
+    """An orthogonal ``(k, k)`` matrix (float64) whose first column is ``v / |v|`` (completed by QR)."""
+    v = torch.as_tensor(v, dtype=torch.float64).reshape(-1)
+    a = torch.eye(v.numel(), dtype=torch.float64)
+    a[:, 0] = v
     q, r = torch.linalg.qr(a)
-    return q * torch.sign(r.diagonal())[None, :]  # first column +1/sqrt(k), not -1/sqrt(k)
+    return q * torch.sign(r.diagonal())[None, :]  # first column +v/|v|, not -v/|v|
+
+
+def _basis_with_constant_first(k: int) -> Tensor:
+    """An orthogonal ``(k, k)`` matrix whose first column is the constant 1/sqrt(k)."""
+    return basis_with_first(torch.ones(k))
+
+
+class ChannelBasis:
+    """Vt, V, Ut, U of an operator that maps ``(C, H, W)`` to one channel, y = w^T x per pixel.
+
+    With an orthogonal channel basis ``self._q`` whose first column is w / |w|, V^T x = Q^T x per pixel
+    (coefficients ``(C, H, W)``), the only singular value |w| sits on channel 0 and U = I there.
+    Used by :class:`Grayscale` and by adapters of other libraries' colour-to-grey operators.
+    """
+
+    _q: Tensor
+    coef_shape: tuple[int, ...]
+
+    def Vt(self, x):
+        return torch.einsum("nchw,cd->ndhw", x, self._q.to(device=x.device, dtype=x.dtype))
+
+    def V(self, c):
+        return torch.einsum("ndhw,cd->nchw", c, self._q.to(device=c.device, dtype=c.dtype))
+
+    def Ut(self, y):
+        out = y.new_zeros(y.shape[0], *self.coef_shape)
+        out[:, :1] = y
+        return out
+
+    def U(self, c):
+        return c[:, :1]
 
 
 class _ShapeFree(Operator):
@@ -344,7 +376,7 @@ class Blur(_ShapeFree):
         return f"Blur(taps={self.kernels[0].numel()}x{self.kernels[1].numel()})"
 
 
-class Grayscale(_ShapeFree):
+class Grayscale(ChannelBasis, _ShapeFree):
     """Channel averaging: ``(C, H, W) -> (1, H, W)``, y = mean over channels.
 
     The row (1/C) 1^T has norm 1/sqrt(C): one singular value 1/sqrt(C) per pixel, on the channel
@@ -377,20 +409,6 @@ class Grayscale(_ShapeFree):
     def s(self):
         self._require_bound()
         return self._s
-
-    def Vt(self, x):
-        return torch.einsum("nchw,cd->ndhw", x, self._like(self._q, x))
-
-    def V(self, c):
-        return torch.einsum("ndhw,cd->nchw", c, self._like(self._q, c))
-
-    def Ut(self, y):
-        out = y.new_zeros(y.shape[0], self.channels, *y.shape[2:])
-        out[:, :1] = y
-        return out
-
-    def U(self, c):
-        return c[:, :1]
 
     def __repr__(self) -> str:
         return f"Grayscale({self.channels})"

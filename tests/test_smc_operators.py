@@ -87,7 +87,7 @@ def runs(request):
     particles = out.particles.reshape(out.particles.shape[0], M, d)
     flat_out = type(out)(particles, out.log_weights, out.ess, out.resampled, out.log_evidence, out.lineages)
     return dict(op=op, out=flat_out, k=(k_mean, k_cov), exact=(exact_mean, exact_cov), k_logz=k_logz,
-                noise_std=noise_std, y=y, log_det=_log_det_s(flat_op))
+                noise_std=noise_std, y=y)
 
 
 class _FlatScore(torch.nn.Module):
@@ -104,10 +104,6 @@ class _FlatScore(torch.nn.Module):
 def explicit(op):
     d = math.prod(op.in_shape)
     return op.A(torch.eye(d, dtype=F64).reshape(d, *op.in_shape)).reshape(d, -1).T
-
-
-def _log_det_s(op):
-    return 0.0
 
 
 def test_smc_matches_the_discretised_posterior(runs):
