@@ -20,7 +20,7 @@ from torch import Tensor
 from .operators import Operator
 from .particles import Population, StepInfo, WeightedSamples, run_particles
 from .proposals import BootstrapModel
-from .sampling import Kernel
+from .dynamics import Kernel
 from .score import ScoreFn
 from .sde import SDE
 from .smc import build_problem, check_population

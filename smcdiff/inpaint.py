@@ -21,7 +21,7 @@ from .particles import Population
 from .proposals import Proposal
 from .resampling import Resampling
 from .restore import DEFAULT_KERNEL, DEFAULT_PARTICLES, DEFAULT_STEPS, RestoreResult, restore
-from .sampling import Kernel
+from .dynamics import Kernel
 from .score import ScoreModel
 
 __all__ = ["inpaint", "InpaintResult", "load_model", "DEFAULT_MODEL_PATH", "DEFAULT_STEPS"]

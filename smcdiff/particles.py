@@ -37,7 +37,7 @@ from torch import Tensor
 
 from .operators import Operator
 from .resampling import Resampling, ess, normalize_log_weights, resample
-from .sampling import Kernel, checked_score, reverse_step, time_steps
+from .dynamics import Kernel, StepInfo, checked_score, reverse_step, time_steps
 from .score import ScoreFn
 from .sde import SDE
 
@@ -98,23 +98,6 @@ class WeightedSamples:
         if self.lineages is None or self.lineages.shape[0] == 0:
             return torch.full((self.particles.shape[0],), self.particles.shape[1], dtype=torch.int64)
         return self.lineages[0]
-
-
-@dataclass(frozen=True)
-class StepInfo:
-    """What the sampler reports to ``callback`` after each step.
-
-    ``particles: (B, M, *event_shape)`` at ``t``; ``log_weights, ess, resampled`` as in
-    :class:`WeightedSamples` for this step; ``ancestors: (B, M)`` (identity where no resampling).
-    """
-
-    step: int
-    t: float
-    particles: Tensor
-    log_weights: Tensor
-    ess: Tensor
-    resampled: Tensor
-    ancestors: Tensor
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from .operators import Mask, Operator, as_operator
 from .particles import Population, StepInfo, WeightedSamples
 from .proposals import Proposal
 from .resampling import Resampling
-from .sampling import Kernel
+from .dynamics import Kernel
 from .score import ScoreModel
 from .smc import smc_sample
 

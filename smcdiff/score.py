@@ -1,7 +1,9 @@
 r"""The score contract and the base class that turns a network prediction into a score.
 
-A *score* is any callable ``score(x, t) -> Tensor`` with ``x: (n, *event_shape)`` and ``t: (n,)``
-forward times, returning an estimate of grad_x log p_t(x) with ``x``'s shape.
+A *score* is any callable ``score(x, t) -> Tensor`` (:data:`ScoreFn`) with ``x: (n, *event_shape)``
+and ``t: (n,)`` forward times, returning an estimate of grad_x log p_t(x) with ``x``'s shape. A score
+may also carry ``sde`` (the forward SDE it belongs to) and ``event_shape`` (the shape of one sample,
+which samplers use to check an operator against the model); :class:`ScoreModel` declares both.
 
 Networks are usually trained to predict the noise (epsilon), the clean sample (x0) or the velocity
 v = alpha eps - sigma x0. With x_t = alpha x_0 + sigma eps (per coordinate),
@@ -10,21 +12,63 @@ v = alpha eps - sigma x0. With x_t = alpha x_0 + sigma eps (per coordinate),
     sample (x0):   s = -(x - alpha x0_hat) / sigma^2
     v_prediction:  eps_hat = (sigma x + alpha v_hat) / (alpha^2 + sigma^2),  s = -eps_hat / sigma
 
-:class:`ScoreModel` does this arithmetic once; a backend overrides the single hook :meth:`predict`.
+:func:`prediction_to_score` does this arithmetic once; :class:`ScoreModel` applies it to the output of
+the single hook a backend overrides, :meth:`ScoreModel.predict`. In-house networks receive the
+timestep :func:`network_timestep` (``t * TIME_SCALE``, diffusers' timestep range).
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Callable, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from .sde import SDE, ScoreFn
+if TYPE_CHECKING:
+    from .sde import SDE
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+"""``score(x: (n, *event_shape), t: (n,)) -> (n, *event_shape)``, an estimate of grad_x log p_t(x)."""
 
 Prediction = Literal["score", "epsilon", "sample", "v_prediction"]
 
-__all__ = ["ScoreFn", "ScoreModel", "Prediction", "evaluate_score", "Autocast"]
+TIME_SCALE = 1000.0
+"""In-house networks receive forward time ``t`` in [0, 1] as the timestep ``t * TIME_SCALE``."""
+
+__all__ = [
+    "ScoreFn",
+    "ScoreModel",
+    "Prediction",
+    "prediction_to_score",
+    "network_timestep",
+    "TIME_SCALE",
+    "evaluate_score",
+    "Autocast",
+]
+
+
+def prediction_to_score(prediction: Prediction, x: Tensor, out: Tensor, alpha: Tensor, sigma2: Tensor) -> Tensor:
+    """The score at ``x`` from a network output ``out`` of kind ``prediction``, for x_t = alpha x_0 + sigma eps.
+
+    ``alpha`` and ``sigma2`` broadcast against ``x`` (per coordinate for non-uniform SDEs). Training
+    targets convert the same way: ``prediction_to_score("epsilon", x_t, noise, ...)`` is -noise / sigma.
+    """
+    if prediction == "score":
+        return out
+    if prediction == "epsilon":
+        return -out / sigma2.sqrt()
+    if prediction == "sample":
+        return -(x - alpha * out) / sigma2
+    if prediction == "v_prediction":
+        sigma = sigma2.sqrt()
+        eps = (sigma * x + alpha * out) / (alpha**2 + sigma2)
+        return -eps / sigma
+    raise ValueError(f"prediction must be one of {get_args(Prediction)}, got {prediction!r}")
+
+
+def network_timestep(t: Tensor) -> Tensor:
+    """The timestep an in-house network receives for forward times ``t``: ``t * TIME_SCALE``."""
+    return t * TIME_SCALE
 
 
 class ScoreModel(nn.Module):
@@ -36,20 +80,21 @@ class ScoreModel(nn.Module):
         The forward SDE the network was trained with (its alpha(t), sigma(t) are used here).
     prediction : {"score", "epsilon", "sample", "v_prediction"}
         What :meth:`predict` returns; decided once, here.
+
+    Attributes
+    ----------
+    event_shape : tuple of int or None
+        The shape of one sample, set by adapters that know it (None: any shape the SDE accepts).
     """
 
-    def __init__(self, sde: SDE, prediction: Prediction) -> None:
+    event_shape: tuple[int, ...] | None = None
+
+    def __init__(self, sde: "SDE", prediction: Prediction) -> None:
         super().__init__()
         if prediction not in get_args(Prediction):
             raise ValueError(f"prediction must be one of {get_args(Prediction)}, got {prediction!r}")
         self.sde = sde
         self.prediction = prediction
-        self._to_score = {
-            "score": self._from_score,
-            "epsilon": self._from_epsilon,
-            "sample": self._from_sample,
-            "v_prediction": self._from_v,
-        }[prediction]
 
     def predict(self, x: Tensor, t: Tensor) -> Tensor:
         """The network's raw output at ``x: (n, *event)``, forward times ``t: (n,)``."""
@@ -58,25 +103,7 @@ class ScoreModel(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         out = self.predict(x, t).to(device=x.device, dtype=x.dtype)  # the network may live elsewhere
         c = self.sde.coefficients(t, x.ndim - 1, like=x)
-        return self._to_score(x, out, c.alpha, c.sigma2)
-
-    @staticmethod
-    def _from_score(x, out, alpha, sigma2):
-        return out
-
-    @staticmethod
-    def _from_epsilon(x, out, alpha, sigma2):
-        return -out / sigma2.sqrt()
-
-    @staticmethod
-    def _from_sample(x, out, alpha, sigma2):
-        return -(x - alpha * out) / sigma2
-
-    @staticmethod
-    def _from_v(x, out, alpha, sigma2):
-        sigma = sigma2.sqrt()
-        eps = (sigma * x + alpha * out) / (alpha**2 + sigma2)
-        return -eps / sigma
+        return prediction_to_score(self.prediction, x, out, c.alpha, c.sigma2)
 
 
 def evaluate_score(score: ScoreFn, x: Tensor, t: Tensor, chunk_size: int | None = None) -> Tensor:

@@ -22,12 +22,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import Tensor
-
-ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = ["SDE", "OU", "VP", "VE", "LogLinearVP", "TabulatedVP", "Coefficients"]
 

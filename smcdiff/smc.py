@@ -26,7 +26,7 @@ from .operators import Operator, as_operator
 from .particles import Population, Problem, StepInfo, WeightedSamples, run_particles
 from .proposals import PROPOSALS, Proposal
 from .resampling import RESAMPLERS, Resampling
-from .sampling import DEFAULT_STEPS, Kernel, _check_common, check_kernel, resolve_grid
+from .dynamics import DEFAULT_STEPS, Kernel, check_kernel, check_score, check_steps, resolve_grid
 from .score import ScoreFn, check_chunk_size
 from .sde import SDE
 
@@ -101,7 +101,8 @@ def build_problem(
     chunk_size: int | None = None,
 ) -> Problem:
     """Check every argument of a conditional sampler once and resolve them into a :class:`Problem`."""
-    _check_common(score, steps, False, None)
+    check_score(score)
+    check_steps(steps)
     _check_y(y)
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")

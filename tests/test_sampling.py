@@ -134,7 +134,7 @@ def test_callback_progress_and_chunks_do_not_change_results():
     mean, cov = problem()
     score = GaussianScore(mean, cov, sde)
     seen = []
-    a = sample(score, sde, (10, D), steps=5, generator=torch.Generator().manual_seed(0), callback=lambda k, t, x: seen.append(k))
+    a = sample(score, sde, (10, D), steps=5, generator=torch.Generator().manual_seed(0), callback=lambda info: seen.append(info.step))
     b = sample(score, sde, (10, D), steps=5, generator=torch.Generator().manual_seed(0), chunk_size=3, progress=True)
     assert seen == [4, 3, 2, 1, 0]
     assert torch.allclose(a, b, atol=1e-5)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..particles import ParticleModel, Problem
-from ..sampling import reverse_step
+from ..dynamics import reverse_step
 from ..sde import _normal_log_prob
 
 __all__ = ["TwistedModel"]
