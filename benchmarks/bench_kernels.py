@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from smcdiff import VP, GaussianScore, linear_gaussian_posterior
-from smcdiff.linear_gaussian import discretised_law
+from smcdiff.oracle.linear_gaussian import discretised_law
 from smcdiff.operators import Mask
 
 

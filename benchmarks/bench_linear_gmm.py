@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from smcdiff import VP, GaussianMixtureScore, smc_sample
-from smcdiff.gaussian import linear_gaussian_mixture_posterior
+from smcdiff.oracle.gaussian import linear_gaussian_mixture_posterior
 from smcdiff.operators import Dense
 from smcdiff.sde import SDE
 

@@ -22,7 +22,7 @@ import torch
 
 from common import digits_score, peak_rss_mb, timed
 from smcdiff import VP, GaussianScore, gaussian_posterior, replacement_sample, sample, smc_sample
-from smcdiff.linear_gaussian import kalman_smc_target
+from smcdiff.oracle.linear_gaussian import kalman_smc_target
 
 D = 16
 

@@ -62,12 +62,13 @@ def main() -> None:
         print(f"{name}: {verdict} the exact posterior")
 
     if args.figure:
+        from smcdiff.oracle.toy import toy_problems
         from smcdiff.plotting import plot_gaussian_toy
-        from smcdiff.toy import conditional_rows, unconditional_rows
+        from smcdiff.toy_table import conditional_rows, unconditional_rows
 
         _, draws = unconditional_rows(20_000, args.steps, g, progress=True)
         _, pooled = conditional_rows(args.particles, args.steps, args.runs, g, progress=True)
-        print(f"wrote {plot_gaussian_toy(draws, pooled, args.figure)}")
+        print(f"wrote {plot_gaussian_toy(toy_problems(), draws, pooled, args.figure)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ See ``DESIGN.md``-style overview in the README. Public names:
 from .inpaint import InpaintResult, inpaint, load_model
 from .restore import RestoreResult, restore
 from .results import load_result, save_result
-from .gaussian import (
+from .oracle import (
     GaussianMixtureScore,
     GaussianScore,
     gaussian_mixture_posterior,

@@ -54,7 +54,7 @@ from .cli_restore import cmd_inpaint, cmd_restore
 
 # ---- smcdiff gaussian ----
 def cmd_gaussian(args: argparse.Namespace) -> None:
-    from .toy import conditional_rows, format_rows, unconditional_rows
+    from .toy_table import conditional_rows, format_rows, unconditional_rows
 
     if args.out is not None:  # fail now, not after the sampling
         _check_plotting("--out")
@@ -77,9 +77,10 @@ def cmd_gaussian(args: argparse.Namespace) -> None:
     print(format_rows(rows_c))
     print(f"\n({time.perf_counter() - t0:.1f} s)")
     if args.out is not None:
+        from .oracle.toy import toy_problems
         from .plotting import plot_gaussian_toy
 
-        path = plot_gaussian_toy(draws, pooled, args.out)
+        path = plot_gaussian_toy(toy_problems(), draws, pooled, args.out)
         print(f"wrote {path}")
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .toy import ToyProblem, slides_gaussian, slides_mixture
 
 if TYPE_CHECKING:
     from .particles import WeightedSamples
@@ -34,17 +33,31 @@ def _pyplot():
     return plt
 
 
+class DensityProblem(Protocol):
+    """What :func:`plot_gaussian_toy` draws for a problem (e.g. :class:`smcdiff.oracle.toy.ToyProblem`)."""
+
+    name: str
+    y: float
+
+    def marginal_density(self, x: Tensor) -> Tensor: ...
+
+    def posterior_density(self, x: Tensor) -> Tensor: ...
+
+
 def plot_gaussian_toy(
-    unconditional: dict[str, Tensor], conditional: dict[str, dict[str, tuple[Tensor, Tensor]]], path: str | Path
+    problems: Sequence[DensityProblem],
+    unconditional: dict[str, Tensor],
+    conditional: dict[str, dict[str, tuple[Tensor, Tensor]]],
+    path: str | Path,
 ) -> Path:
     """The seed slides' figure: exact densities against histograms of each sampler, as a PNG.
 
-    Top row: X sampled unconditionally vs its exact density. Bottom row: X | Y = y, exact posterior
-    density against the (weighted) histograms of SMC and replacement.
+    One column per problem. Top row: X sampled unconditionally (``unconditional[name]``) vs its exact
+    density. Bottom row: X | Y = y, exact posterior density against the weighted histograms
+    ``conditional[name][method] = (x, w)`` of SMC and replacement.
     """
     plt = _pyplot()
-    problems: list[ToyProblem] = [slides_gaussian(), slides_mixture()]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    fig, axes = plt.subplots(2, len(problems), figsize=(5 * len(problems), 7), constrained_layout=True, squeeze=False)
     for col, prob in enumerate(problems):
         grid = torch.linspace(-9, 9, 400, dtype=torch.float64)
         ax = axes[0, col]

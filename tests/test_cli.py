@@ -162,7 +162,7 @@ def test_gaussian_prints_the_table_and_writes_the_figure(smcdiff, tmp_path):
 
 
 def test_gaussian_out_without_matplotlib_fails_before_sampling(smcdiff, tmp_path, monkeypatch):
-    from smcdiff import toy
+    from smcdiff import toy_table as toy
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)

@@ -33,8 +33,8 @@ from smcdiff import (
     smc_sample,
 )
 from smcdiff.distributed import IslandPopulation, ShardedPopulation, run_local
-from smcdiff.gaussian import _condition_linear, _singular_observation
-from smcdiff.linear_gaussian import discretised_law, kalman_smc_target
+from smcdiff.oracle.gaussian import _condition_linear, _singular_observation
+from smcdiff.oracle.linear_gaussian import discretised_law, kalman_smc_target
 from smcdiff.operators import Dense
 from smcdiff.particles import Population, run_particles
 from smcdiff.proposals import MCGdiffModel

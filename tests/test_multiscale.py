@@ -14,7 +14,7 @@ import torch
 
 from smcdiff import VP, sample
 from smcdiff.adapters import MultiscaleScore
-from smcdiff.linear_gaussian import discretised_law, em_kernel
+from smcdiff.oracle.linear_gaussian import discretised_law, em_kernel
 from smcdiff.msdiff.haar import HaarPacking
 from smcdiff.msdiff.multiscale import (
     GaussianScales,

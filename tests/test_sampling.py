@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from smcdiff import OU, VE, VP, GaussianMixtureScore, GaussianScore, LogLinearVP, sample
-from smcdiff.linear_gaussian import discretised_law
+from smcdiff.oracle.linear_gaussian import discretised_law
 
 D = 16
 

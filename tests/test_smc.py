@@ -20,7 +20,7 @@ from smcdiff import (
     replacement_sample,
     smc_sample,
 )
-from smcdiff.linear_gaussian import kalman_smc_target
+from smcdiff.oracle.linear_gaussian import kalman_smc_target
 
 F64 = torch.float64
 

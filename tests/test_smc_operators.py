@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from smcdiff import VP, GaussianMixtureScore, GaussianScore, linear_gaussian_mixture_posterior, linear_gaussian_posterior, smc_sample
-from smcdiff.gaussian import _condition_linear, _singular_observation
-from smcdiff.linear_gaussian import discretised_law
+from smcdiff.oracle.gaussian import _condition_linear, _singular_observation
+from smcdiff.oracle.linear_gaussian import discretised_law
 from smcdiff.operators import Blur, Dense, Downsample, Grayscale, Mask
 
 F64 = torch.float64

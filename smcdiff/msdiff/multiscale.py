@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_training_state, read_training_meta, save_training_state
-from ..gaussian import GaussianScore
+from ..oracle.gaussian import GaussianScore
 from ..score import ScoreModel
 from ..sde import SDE, VP, LogLinearVP
 from .backbone import unet2d
