@@ -15,7 +15,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from smcdiff.msdiff.conditional import ConditionalEstimator, Observation, conditional_score
+from smcdiff.msdiff.conditional import (
+    ConditionalEstimator,
+    Observation,
+    conditional_score,
+)
 from smcdiff.sampling import sample
 from smcdiff.score import ScoreModel
 

@@ -52,11 +52,17 @@ import math
 from typing import Any, Callable
 
 import torch
-from torch import Tensor
-
 from deepinv.models import Denoiser
-from deepinv.physics import Decolorize, Downsampling, GaussianNoise, LinearPhysics, Physics, ZeroNoise
+from deepinv.physics import (
+    Decolorize,
+    Downsampling,
+    GaussianNoise,
+    LinearPhysics,
+    Physics,
+    ZeroNoise,
+)
 from deepinv.physics.forward import DecomposablePhysics
+from torch import Tensor
 
 from smcdiff.operators import ChannelBasis, Dense, Operator, basis_with_first
 from smcdiff.score import ScoreModel

@@ -116,7 +116,10 @@ class DiffusersScore(ScoreModel):
         """
         root = _resolve(path_or_hub_id)
         _check_weights(root, subfolder)
-        from diffusers import DDPMScheduler, UNet2DModel  # slow to import: after the quick checks
+        from diffusers import (  # slow to import: after the quick checks
+            DDPMScheduler,
+            UNet2DModel,
+        )
 
         unet = None
         errors = []
@@ -199,8 +202,8 @@ def _offline_reason() -> str | None:
         return "HF_HUB_OFFLINE is set"
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None  # a proxy decides what is reachable: leave it to the hub client
-    from urllib.parse import urlsplit
     import socket
+    from urllib.parse import urlsplit
 
     url = urlsplit(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)

@@ -11,9 +11,9 @@ See ``DESIGN.md``-style overview in the README. Public names:
 - user surface: :func:`restore` (any operator), :func:`inpaint` (a mask), :class:`RestoreResult`
 """
 
+from . import operators
+from .baselines import replacement_sample
 from .inpaint import InpaintResult, inpaint, load_model
-from .restore import RestoreResult, restore
-from .results import load_result, save_result
 from .oracle import (
     GaussianMixtureScore,
     GaussianScore,
@@ -22,14 +22,14 @@ from .oracle import (
     linear_gaussian_mixture_posterior,
     linear_gaussian_posterior,
 )
-from .baselines import replacement_sample
-from .resampling import ess, resample
-from .sampling import sample
 from .particles import StepInfo, WeightedSamples
-from .smc import observation_trajectory, smc_sample
-from . import operators
+from .resampling import ess, resample
+from .restore import RestoreResult, restore
+from .results import load_result, save_result
+from .sampling import sample
 from .score import ScoreModel
 from .sde import OU, SDE, VE, VP, LogLinearVP, TabulatedVP
+from .smc import observation_trajectory, smc_sample
 
 __version__ = "0.1.0"
 

@@ -12,15 +12,13 @@ It is the bootstrap particle model of :mod:`smcdiff.proposals.bootstrap` with th
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
 
+from .dynamics import Callback, Kernel, check_callback
 from .operators import Operator
-from .particles import Population, StepInfo, WeightedSamples, run_particles
+from .particles import Population, WeightedSamples, run_particles
 from .proposals import BootstrapModel
-from .dynamics import Kernel
 from .score import ScoreFn
 from .sde import SDE
 from .smc import build_problem, check_population
@@ -37,13 +35,13 @@ def replacement_sample(
     *,
     particles: int,
     steps: int | None = None,
-    kernel: Kernel = "euler",
     grid: Tensor | None = None,
+    kernel: Kernel = "euler",
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
-    denoise_last: bool = False,
     progress: bool = False,
-    callback: Callable[[StepInfo], None] | None = None,
+    callback: Callback | None = None,
+    denoise_last: bool = False,
     population: Population | None = None,
 ) -> WeightedSamples | None:
     """Replacement sampling; arguments as :func:`smcdiff.smc_sample` (noiseless observations, no resampling options).
@@ -51,8 +49,7 @@ def replacement_sample(
     Returns :class:`WeightedSamples` with uniform weights, ``ess`` equal to M, no resampling and a NaN
     ``log_evidence`` (the method estimates none).
     """
-    if callback is not None and not callable(callback):
-        raise ValueError("callback must be callable as callback(info: StepInfo) or None")
+    check_callback(callback)
     population = check_population(population)
     problem = build_problem(
         score, sde, y, observation, particles=population.local_particles(particles), steps=steps, grid=grid,

@@ -29,27 +29,27 @@ from . import __version__
 
 __all__ = ["main", "build_parser", "default_threads", "MIN_STEPS"]
 
-from .restore import MIN_STEPS  # noqa: E402  (one table of step counts for the library and the CLI)
 from .cli_common import (  # noqa: F401  (re-exported where tests and users look)
-    TASKS,
-    DEFAULT_FACTOR,
     DEFAULT_BLUR_SIGMA,
+    DEFAULT_FACTOR,
     SLIDES,
+    TASKS,
     UserError,
-    _Parser,
-    _positive,
-    _non_negative_float,
-    _parse_box,
-    _join_option_values,
-    default_threads,
+    _check_plotting,
     _configure,
     _generator,
-    _warn_few_steps,
     _image_out,
-    _check_plotting,
+    _join_option_values,
     _load_model_or_fail,
+    _non_negative_float,
+    _parse_box,
+    _Parser,
+    _positive,
+    _warn_few_steps,
+    default_threads,
 )
 from .cli_restore import cmd_inpaint, cmd_restore
+from .restore import MIN_STEPS  # noqa: E402  (one table of step counts for the library and the CLI)
 
 
 # ---- smcdiff gaussian ----

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-
 from .restore import MIN_STEPS  # noqa: E402  (one table of step counts for the library and the CLI)
 
 TASKS = ("inpaint", "sr", "deblur", "denoise")

@@ -11,16 +11,16 @@ from pathlib import Path
 import torch
 
 from .cli_common import (
-    DEFAULT_FACTOR,
     DEFAULT_BLUR_SIGMA,
+    DEFAULT_FACTOR,
     UserError,
+    _check_plotting,
     _configure,
     _generator,
-    _warn_few_steps,
     _image_out,
-    _result_out,
-    _check_plotting,
     _load_model_or_fail,
+    _result_out,
+    _warn_few_steps,
 )
 
 

@@ -17,11 +17,17 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .dynamics import Callback, Kernel
 from .particles import Population
 from .proposals import Proposal
 from .resampling import Resampling
-from .restore import DEFAULT_KERNEL, DEFAULT_PARTICLES, DEFAULT_STEPS, RestoreResult, restore
-from .dynamics import Kernel
+from .restore import (
+    DEFAULT_KERNEL,
+    DEFAULT_PARTICLES,
+    DEFAULT_STEPS,
+    RestoreResult,
+    restore,
+)
 from .score import ScoreModel
 
 __all__ = ["inpaint", "InpaintResult", "load_model", "DEFAULT_MODEL_PATH", "DEFAULT_STEPS"]
@@ -87,17 +93,19 @@ def inpaint(
     image: Tensor,
     mask: Tensor,
     *,
+    noise_std: float = 0.0,
     particles: int = DEFAULT_PARTICLES,
     steps: int | None = None,
+    grid: Tensor | None = None,
     method: Literal["smc", "replacement"] = "smc",
-    generator: torch.Generator | None = None,
     proposal: Proposal | None = None,
     kernel: Kernel = DEFAULT_KERNEL,
-    noise_std: float = 0.0,
     resampling: Resampling = "systematic",
     ess_threshold: float = 0.5,
+    generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     progress: bool = False,
+    callback: Callback | None = None,
     device: torch.device | str | None = None,
     population: Population | None = None,
 ) -> RestoreResult | None:
@@ -110,13 +118,15 @@ def inpaint(
     model : score module with ``.sde``, ``"digits"`` (the shipped 8x8 digits UNet), a directory or hub id.
     image : (B, C, H, W) or (C, H, W) in the model's range ([-1, 1] for diffusers models).
     mask : bool, (H, W), (B, H, W), (B, 1, H, W) or the image's shape; True = observed pixel.
+    noise_std : sigma_y >= 0, noise on the observed pixels, in the data's units.
     particles : M, particles (SMC) or independent samples (replacement) per image.
-    steps : reverse steps (default 250).
+    steps, grid : reverse steps (default 250) or explicit times, as in :func:`smcdiff.restore`.
     method : "smc" (weighted, exact as M grows) or "replacement" (RePaint-style baseline).
+    proposal, kernel, resampling, ess_threshold : SMC options, see :func:`smcdiff.smc_sample`.
     generator : torch.Generator, the only source of randomness.
-    proposal, kernel, noise_std, resampling, ess_threshold : SMC options, see :func:`smcdiff.smc_sample`.
     chunk_size : at most this many particles per network call.
     progress : tqdm progress bar.
+    callback : called with a :class:`~smcdiff.dynamics.StepInfo` after each step.
     device : where the model and the particles run.
     population : where the particles live (see :func:`smcdiff.restore`).
     """
@@ -127,7 +137,7 @@ def inpaint(
     if method not in ("smc", "replacement"):
         raise ValueError(f"method must be 'smc' or 'replacement', got {method!r}")
     return restore(
-        score, image, mask, noise_std=noise_std, particles=particles, steps=steps, method=method,
-        proposal=proposal, kernel=kernel, generator=generator, resampling=resampling, ess_threshold=ess_threshold,
-        chunk_size=chunk_size, progress=progress, device=device, population=population,
+        score, image, mask, noise_std=noise_std, particles=particles, steps=steps, grid=grid, method=method,
+        proposal=proposal, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold, generator=generator,
+        chunk_size=chunk_size, progress=progress, callback=callback, device=device, population=population,
     )

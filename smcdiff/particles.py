@@ -35,9 +35,9 @@ from typing import Callable, ContextManager
 import torch
 from torch import Tensor
 
+from .dynamics import Kernel, StepInfo, checked_score, reverse_step, time_steps
 from .operators import Operator
 from .resampling import Resampling, ess, normalize_log_weights, resample
-from .dynamics import Kernel, StepInfo, checked_score, reverse_step, time_steps
 from .score import ScoreFn
 from .sde import SDE
 

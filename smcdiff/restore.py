@@ -13,17 +13,17 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from .baselines import replacement_sample
+from .dynamics import Callback, Kernel
 from .operators import Mask, Operator, as_operator
-from .particles import Population, StepInfo, WeightedSamples
+from .particles import Population, WeightedSamples
 from .proposals import Proposal
 from .resampling import Resampling
-from .dynamics import Kernel
 from .score import ScoreModel
 from .smc import smc_sample
 
@@ -137,17 +137,17 @@ def restore(
     noise_std: float = 0.0,
     particles: int = DEFAULT_PARTICLES,
     steps: int | None = None,
+    grid: Tensor | None = None,
     method: Literal["smc", "replacement"] = "smc",
     proposal: Proposal | None = None,
     kernel: Kernel = DEFAULT_KERNEL,
-    grid: Tensor | None = None,
-    generator: torch.Generator | None = None,
     resampling: Resampling = "systematic",
     ess_threshold: float = 0.5,
+    generator: torch.Generator | None = None,
     chunk_size: int | None = None,
-    denoise_last: bool = False,
     progress: bool = False,
-    callback: Callable[[StepInfo], None] | None = None,
+    callback: Callback | None = None,
+    denoise_last: bool = False,
     device: torch.device | str | None = None,
     check_data_range: bool = True,
     population: Population | None = None,

@@ -17,16 +17,25 @@ Both approach p(x | y) as the steps shrink with an exact score.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import Tensor
 
+from .dynamics import (
+    DEFAULT_STEPS,
+    Callback,
+    Kernel,
+    check_callback,
+    check_kernel,
+    check_score,
+    check_steps,
+    resolve_grid,
+)
 from .operators import Operator, as_operator
 from .particles import Population, Problem, StepInfo, WeightedSamples, run_particles
 from .proposals import PROPOSALS, Proposal
 from .resampling import RESAMPLERS, Resampling
-from .dynamics import DEFAULT_STEPS, Kernel, check_kernel, check_score, check_steps, resolve_grid
 from .score import ScoreFn, check_chunk_size
 from .sde import SDE
 
@@ -131,8 +140,7 @@ def check_smc_args(ess_threshold: float, resampling: str, proposal: str, callbac
         raise ValueError(f"resampling must be one of {sorted(RESAMPLERS)}, got {resampling!r}")
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {sorted(PROPOSALS)}, got {proposal!r}")
-    if callback is not None and not callable(callback):
-        raise ValueError("callback must be callable as callback(info: StepInfo) or None")
+    check_callback(callback)
 
 
 def check_population(population: Population | None) -> Population:
@@ -154,16 +162,16 @@ def smc_sample(
     noise_std: float = 0.0,
     particles: int,
     steps: int | None = None,
+    grid: Tensor | None = None,
     proposal: Proposal | None = None,
     kernel: Kernel = "euler",
-    grid: Tensor | None = None,
     resampling: Resampling = "systematic",
     ess_threshold: float = 0.5,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
-    denoise_last: bool = False,
     progress: bool = False,
-    callback: Callable[[StepInfo], None] | None = None,
+    callback: Callback | None = None,
+    denoise_last: bool = False,
     population: Population | None = None,
 ) -> WeightedSamples | None:
     """Sample p(x | y) for y = A x + noise_std * eps with SMC on an unconditional score.

@@ -48,7 +48,9 @@ class BootstrapModel(ParticleModel):
         self._trajectory = None
 
     def initial(self, generator, shared_generator):
-        from ..smc import observation_trajectory  # the trajectory lives with the public API
+        from ..smc import (
+            observation_trajectory,  # the trajectory lives with the public API
+        )
 
         pb = self.problem
         b, m = pb.batch, pb.particles

@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..particles import ParticleModel, Problem
 from ..dynamics import reverse_step
+from ..particles import ParticleModel, Problem
 from ..sde import _normal_log_prob
 
 __all__ = ["TwistedModel"]
