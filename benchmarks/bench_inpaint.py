@@ -164,7 +164,7 @@ def quality(args, score, images, masks, classifier, real) -> None:
         if isinstance(out, torch.Tensor):
             draws = out[:, : args.draws]
         elif name.startswith("SMC"):
-            draws = out.resample(args.draws, g(4))
+            draws = out.draw(args.draws, g(4))
         else:
             draws = out.particles[:, : args.draws]
         rows.append(evaluate(name, draws, images, masks, classifier, real, seconds, evaluations))

@@ -121,7 +121,8 @@ def inpaint(
     noise_std : sigma_y >= 0, noise on the observed pixels, in the data's units.
     particles : M, particles (SMC) or independent samples (replacement) per image.
     steps, grid : reverse steps (default 250) or explicit times, as in :func:`smcdiff.restore`.
-    method : "smc" (weighted, exact as M grows) or "replacement" (RePaint-style baseline).
+    method : "smc" (weighted; converges as M grows to the posterior of the discretised model) or
+        "replacement" (RePaint-style baseline; biased even with an exact score).
     proposal, kernel, resampling, ess_threshold : SMC options, see :func:`smcdiff.smc_sample`.
     generator : torch.Generator, the only source of randomness.
     chunk_size : at most this many particles per network call.

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager
@@ -85,12 +86,20 @@ class WeightedSamples:
         centred = self.particles.to(torch.float64) - self.mean()[:, None, :]
         return torch.einsum("bm,bmi,bmj->bij", w, centred, centred)
 
-    def resample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``k`` equally weighted particles per row, i.i.d. from sum_i w_i delta_{x_i}: ``(B, k, *event_shape)``."""
+    def draw(self, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``k`` equally weighted particles per row, i.i.d. from sum_i w_i delta_{x_i}: ``(B, k, *event_shape)``.
+
+        (:func:`smcdiff.resample` is the other operation: ancestor indices for the particle loop.)
+        """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         idx = torch.multinomial(self.weights, k, replacement=True, generator=generator)
         return self.particles[torch.arange(idx.shape[0], device=idx.device)[:, None], idx]
+
+    def resample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """Deprecated name of :meth:`draw` (it returns draws, not ancestor indices like :func:`smcdiff.resample`)."""
+        warnings.warn("WeightedSamples.resample is deprecated; use WeightedSamples.draw", DeprecationWarning, stacklevel=2)
+        return self.draw(k, generator)
 
     def distinct_final(self) -> Tensor:
         """``(B,)`` distinct lineages of the final particles at the first step (how many independent

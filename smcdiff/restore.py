@@ -85,7 +85,7 @@ class RestoreResult:
 
     def draw(self, k: int, generator: torch.Generator | None = None) -> Tensor:
         """``k`` equally weighted restorations per observation, ``(B, k, *event_shape)``, drawn i.i.d. from the weights."""
-        return self.weighted.resample(k, generator)
+        return self.weighted.draw(k, generator)
 
 
 def check_range(name: str, value: Tensor, low: float, high: float, slack: float = 1e-3) -> None:
@@ -167,7 +167,8 @@ def restore(
     steps : reverse steps (default 250), or ``grid`` for explicit times. A model that offers
         ``time_grid(steps)`` (a :class:`~smcdiff.adapters.DiffusersScore`: its training timesteps) is
         sampled on that grid, so the network is never queried between its training steps.
-    method : ``"smc"`` (weighted, exact as M grows) or ``"replacement"`` (RePaint-style baseline, noiseless only).
+    method : ``"smc"`` (weighted; converges as M grows to the posterior of the discretised model) or
+        ``"replacement"`` (RePaint-style baseline, noiseless only; biased even with an exact score).
     proposal, kernel, resampling, ess_threshold, chunk_size, denoise_last, callback : see :func:`smcdiff.smc_sample`.
     generator : torch.Generator, the only source of randomness.
     progress : tqdm progress bar.

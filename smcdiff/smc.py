@@ -10,8 +10,12 @@ operator of :mod:`smcdiff.operators`), checks every argument once, builds the pa
   discretised model given the sampled trajectory of y.
 - ``proposal="mcgdiff"``: the MCGdiff-style locally optimal proposal (Cardoso et al. 2024) for any
   operator and noise level; converges to the posterior of the discretised model given y.
+- ``proposal="twisted"``: TDS (Wu et al. 2023): every move shifted by the gradient of a Tweedie
+  approximation of log p(y | x_t), the weights correcting the approximation; the same limit as
+  ``"mcgdiff"``, at the price of a backward pass through the score per step.
 
-Both approach p(x | y) as the steps shrink with an exact score.
+All approach p(x | y) as the steps shrink with an exact score; ``log_evidence`` estimates the likelihood
+of what was conditioned on (the sampled trajectory for ``"bootstrap"``, y otherwise).
 """
 
 from __future__ import annotations
@@ -187,19 +191,20 @@ def smc_sample(
     noise_std : sigma_y >= 0, the standard deviation of the observation noise.
     particles : M, particles per observation.
     steps : N, reverse steps on ``sde.time_grid(N)`` (default 500).
-    proposal : ``"bootstrap"`` (SMCDiff; noiseless only) or ``"mcgdiff"`` (locally optimal, any
-        noise). Default: ``"bootstrap"`` when ``noise_std == 0``, ``"mcgdiff"`` otherwise.
+    grid : explicit decreasing times ``(N + 1,)`` in ``[eps, T]`` instead of ``sde.time_grid(steps)``.
+    proposal : ``"bootstrap"`` (SMCDiff; noiseless only), ``"mcgdiff"`` (locally optimal, any noise) or
+        ``"twisted"`` (TDS; needs a score that supports autograd). Default: ``"bootstrap"`` when
+        ``noise_std == 0``, ``"mcgdiff"`` otherwise.
     kernel : ``"euler"`` (Euler-Maruyama) or ``"ancestral"`` (exact in time given Tweedie's denoiser);
         every proposal uses the kernel's own law, so the limit in M is the discretised model's posterior.
-    grid : explicit decreasing times ``(N + 1,)`` in ``[eps, T]`` instead of ``sde.time_grid(steps)``.
     resampling : scheme name, see :mod:`smcdiff.resampling`.
     ess_threshold : resample a row when its ESS < ``ess_threshold * M``; 1.0 resamples at every step
         (SMCDiff as published), 0.0 never.
     generator : torch.Generator, optional; the only source of randomness.
     chunk_size : at most this many particles per score call (all B*M go in one call by default).
-    denoise_last : Tweedie-denoise the particles at the last grid time.
     progress : tqdm progress bar.
     callback : called with a :class:`StepInfo` for the initial state (step N) and after each step.
+    denoise_last : Tweedie-denoise the particles at the last grid time.
     population : where the particles live; default all in this process. A
         :class:`smcdiff.distributed.ShardedPopulation` spreads each row's M particles over the processes
         of a ``torch.distributed`` group (M a multiple of their number), with exact global resampling.
