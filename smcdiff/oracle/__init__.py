@@ -11,7 +11,7 @@ from .gaussian import (
     linear_gaussian_posterior,
 )
 from .linear_gaussian import discretised_law, em_kernel, kalman_smc_target
-from .toy import ToyProblem, slides_gaussian, slides_mixture
+from .toy import ToyProblem, slides_gaussian, slides_mixture, toy_problems
 
 __all__ = [
     "GaussianScore",
@@ -26,4 +26,5 @@ __all__ = [
     "ToyProblem",
     "slides_gaussian",
     "slides_mixture",
+    "toy_problems",
 ]

@@ -263,7 +263,7 @@ def gaussian_mixture_posterior(
 def _singular_observation(operator, y: Tensor, noise_std: float, d: int):
     """(H (B, r, d), y_bar (B, r), noise variances (B, r), observed (B, r)) of y = A x + sigma_y eps in
     the singular basis: the rows of H are the observed right singular vectors (padded rows are masked)."""
-    from .operators import as_operator
+    from ..operators import as_operator
 
     y = torch.as_tensor(y, dtype=torch.float64)
     if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std >= 0):
