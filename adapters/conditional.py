@@ -7,23 +7,23 @@ conditional reverse SDE (eq. 11 of "Non-Uniform Diffusion Models"); for CDiffE a
 draws a fresh y^_t ~ p(y_t | y) (§3.4.2).
 
 Row i of ``x`` is paired with row i of ``y``, so a call must pass exactly ``y.shape[0]`` rows (the
-samplers' ``chunk_size`` cannot be used; :func:`sample_conditional` chunks by observation instead).
+samplers' ``chunk_size`` cannot be used; :func:`smcdiff.baselines.sample_conditional`, the sampler
+with this score, chunks by observation instead).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
-from smcdiff.msdiff.conditional import (
-    ConditionalEstimator,
-    Observation,
-    conditional_score,
-)
-from smcdiff.sampling import sample
+from smcdiff.msdiff.conditional_losses import conditional_score
+from smcdiff.msdiff.estimator import ConditionalEstimator
+from smcdiff.msdiff.observation import Observation
 from smcdiff.score import ScoreModel
 
-__all__ = ["ConditionalScore", "sample_conditional"]
+__all__ = ["ConditionalScore"]
 
 
 class ConditionalScore(ScoreModel):
@@ -87,58 +87,15 @@ class ConditionalScore(ScoreModel):
         return conditional_score(self.estimator, x, t, y, aux, generator=self.generator)
 
 
-@torch.no_grad()
-def sample_conditional(
-    estimator: ConditionalEstimator,
-    y: Tensor,
-    aux: Tensor | None = None,
-    *,
-    samples: int = 1,
-    steps: int = 500,
-    generator: torch.Generator | None = None,
-    denoise_last: bool = True,
-    batch_rows: int | None = None,
-    progress: bool = False,
-) -> Tensor:
-    """Draw ``samples`` reconstructions per observation with the conditional reverse SDE (§3.4.2).
-
-    Euler-Maruyama from the VE prior at T down to eps (:func:`smcdiff.sample`) with the bound
-    :class:`ConditionalScore`, optionally Tweedie-denoised at eps.
-
-    Parameters
-    ----------
-    estimator : ConditionalEstimator (or the protocol).
-    y : (B, C_y, ...) conditions; aux : (B, A, ...) or None.
-    samples : M reconstructions per observation.
-    steps : reverse steps N; the network is evaluated N (+1 with ``denoise_last``) times per sample.
-    generator : torch.Generator, optional; the only source of randomness.
-    batch_rows : at most this many of the B * M rows per sampler run (bounds memory).
-    progress : tqdm progress bar.
-
-    Returns
-    -------
-    x : (B, M, C_x, ...)
-    """
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows < 1):
-        raise ValueError(f"batch_rows must be a positive integer or None, got {batch_rows!r}")
-    b = y.shape[0]
-    y_rep = y.repeat_interleave(samples, 0)
-    aux_rep = None if aux is None else aux.repeat_interleave(samples, 0)
-    event = (estimator.x_channels, *y.shape[2:])
-    n = b * samples
-    size = n if batch_rows is None else batch_rows
-    out = []
-    for lo in range(0, n, size):
-        hi = min(n, lo + size)
-        score = ConditionalScore(
-            estimator, y_rep[lo:hi], None if aux_rep is None else aux_rep[lo:hi], generator=generator
+def __getattr__(name: str):
+    if name == "sample_conditional":
+        warnings.warn(
+            "smcdiff.adapters.conditional.sample_conditional moved to smcdiff.baselines.sample_conditional "
+            "(its batch_rows argument is now chunk_size)",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        out.append(
-            sample(
-                score, score.sde, (hi - lo, *event), steps=steps, generator=generator, denoise_last=denoise_last,
-                progress=progress, dtype=y.dtype, device=y.device,
-            )
-        )
-    return torch.cat(out).reshape(b, samples, *event)
+        from smcdiff.baselines import sample_conditional
+
+        return sample_conditional
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from smcdiff.msdiff.multiscale import MultiscaleModel, MultiscaleProcess, ScaleScores
+from smcdiff.msdiff.models import MultiscaleModel, load_multiscale
+from smcdiff.msdiff.process import MultiscaleProcess, ScaleScores
 from smcdiff.score import ScoreModel
 
 __all__ = ["MultiscaleScore"]
@@ -96,9 +97,7 @@ class MultiscaleScore(ScoreModel):
         cls, path: str | Path = "multiscale", device: torch.device | str | None = None, frozen: Frozen = "prior"
     ) -> "MultiscaleScore":
         """Wrap a saved :class:`MultiscaleModel` (a folder, or ``"multiscale"`` for the shipped digits model)."""
-        from smcdiff.msdiff.multiscale import load_model
-
-        model = load_model(path, device)
+        model = load_multiscale(path, device)
         if not isinstance(model, MultiscaleModel):
             raise ValueError(f"{path!r} holds a {type(model).__name__}, not a MultiscaleModel")
         return cls(model, frozen)

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import torch
 
-from smcdiff.msdiff.multiscale import MultiscaleModel, UniformModel, load_model, matched_configs
+from smcdiff.msdiff.multiscale import MultiscaleModel, UniformModel, load_multiscale, matched_configs
+from smcdiff.persistence import read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ((8, 2), (16, 2), (16, 3), (32, 3))
@@ -122,8 +123,8 @@ def quality(models_dir: Path, n: int, steps: int, batch: int, seeds: int) -> dic
     train = load_digits_images("train")
     result = dict(num_samples=n, steps=steps, floor_train_vs_test=digit_fid(train[:n], test))
     for name in ("uniform", "multiscale"):
-        model = load_model(models_dir / name)
-        meta = json.loads((models_dir / name / "config.json").read_text()).get("metadata", {})
+        model = load_multiscale(models_dir / name)
+        meta = read_config(models_dir / name).metadata
         fids, fids_train, seconds = [], [], 0.0
         for seed in range(seeds):
             samples, sec = draw(model, n, steps, batch, seed)

@@ -36,7 +36,7 @@ from typing import Callable
 
 import torch
 
-from smcdiff.adapters.conditional import sample_conditional
+from smcdiff.baselines import sample_conditional
 from smcdiff.classifier import load_digit_classifier
 from smcdiff.data import load_digits_images
 from smcdiff.masks import random_square_masks
@@ -123,7 +123,7 @@ def run_estimator(
     t0 = time.perf_counter()
     out = sample_conditional(
         est, y, aux, samples=args.samples, steps=args.steps, generator=generator, denoise_last=True,
-        batch_rows=args.batch_rows, progress=args.progress,
+        chunk_size=args.batch_rows, progress=args.progress,
     )
     return out, (time.perf_counter() - t0) / (y.shape[0] * args.samples)
 

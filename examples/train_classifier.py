@@ -1,8 +1,9 @@
 """Train the digit classifier shipped in ``smcdiff/assets/classifier``.
 
 Cross-entropy on the training split of :func:`smcdiff.data.load_digits_images`, AdamW with cosine
-decay, and random translations by at most one pixel (background-padded) as augmentation; no flips,
-since digits are not flip-symmetric. Reports the accuracy on the held-out split and stores it in
+decay (:func:`smcdiff.training.fit`, one shuffled pass over the data per epoch), and random
+translations by at most one pixel (background-padded) as augmentation; no flips, since digits are
+not flip-symmetric. Reports the accuracy on the held-out split and stores it in
 ``config.json`` next to ``model.safetensors``.
 
 Example::
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from smcdiff.classifier import ASSET_DIR, DigitClassifier, save_digit_classifier
 from smcdiff.data import load_digits_images
+from smcdiff.training import fit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,8 +63,11 @@ def random_shift(x: torch.Tensor, generator: torch.Generator | None = None) -> t
 
 @torch.no_grad()
 def accuracy(model: DigitClassifier, x: torch.Tensor, labels: torch.Tensor) -> float:
-    model.eval()
-    return (model(x).argmax(dim=1) == labels).float().mean().item()
+    """Share of ``x`` classified as ``labels``, in eval mode (the model's mode is restored)."""
+    was_training = model.training
+    value = (model.eval()(x).argmax(dim=1) == labels).float().mean().item()
+    model.train(was_training)
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,29 +84,28 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(args.seed)
         model = DigitClassifier().to(device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
-    total = args.epochs * steps_per_epoch
+    perm = torch.empty(0, dtype=torch.long)
 
-    t0, step = time.time(), 0
-    for epoch in range(args.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen, device=device)
-        running = 0.0
-        for b in range(steps_per_epoch):
-            for group in opt.param_groups:
-                group["lr"] = 0.5 * args.lr * (1.0 + math.cos(math.pi * step / total))
-            idx = perm[b * args.batch_size : (b + 1) * args.batch_size]
-            logits = model(random_shift(x_train[idx], generator=gen))
-            loss = F.cross_entropy(logits, y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.item() / steps_per_epoch
-            step += 1
-        if (epoch + 1) % 10 == 0 or epoch + 1 == args.epochs:
-            acc = accuracy(model, x_test, y_test)
-            print(f"epoch {epoch + 1:3d}  loss {running:.4f}  held-out accuracy {acc:.4f}  {time.time() - t0:.0f}s")
+    def loss_fn(step: int) -> torch.Tensor:
+        nonlocal perm
+        b = step % steps_per_epoch
+        if b == 0:
+            perm = torch.randperm(len(x_train), generator=gen, device=device)
+        idx = perm[b * args.batch_size : (b + 1) * args.batch_size]
+        return F.cross_entropy(model(random_shift(x_train[idx], generator=gen)), y_train[idx])
+
+    t0 = time.time()
+
+    def report(net: DigitClassifier, step: int, loss: float) -> None:
+        acc = accuracy(net, x_test, y_test)
+        print(f"epoch {step // steps_per_epoch:3d}  loss {loss:.4f}  held-out accuracy {acc:.4f}  {time.time() - t0:.0f}s")
+
+    fit(
+        model, loss_fn, steps=args.epochs * steps_per_epoch, lr=args.lr, weight_decay=args.weight_decay,
+        schedule="cosine", generator=gen, progress=False, desc="train classifier", checkpoint=report,
+        checkpoint_every=10 * steps_per_epoch,
+    )
 
     train_acc = accuracy(model, x_train, y_train)
     test_acc = accuracy(model, x_test, y_test)

@@ -12,6 +12,9 @@ Output (diffusers layout, loadable with ``UNet2DModel.from_pretrained(out, subfo
     OUT/unet/config.json, OUT/unet/diffusion_pytorch_model.safetensors   (EMA weights)
     OUT/scheduler/scheduler_config.json
 
+Training is :func:`smcdiff.training.fit`: AdamW, linear warm-up then cosine decay, gradients clipped
+to norm 1, EMA with decay ``min(ema_decay, (1 + k) / (10 + k))``.
+
 Resuming. Every ``--checkpoint-every`` steps the full training state is written to
 ``--checkpoint-dir`` without pickle: ``state.safetensors`` (model, EMA, AdamW moments, generator
 state) and ``state.json`` (step, loss history, arguments). ``--resume`` continues from there and
@@ -26,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -34,8 +36,8 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from tqdm import tqdm
 
-from smcdiff.checkpoint import load_training_state, save_training_state
 from smcdiff.data import load_digits_images
+from smcdiff.training import fit
 
 UNET_CONFIG = dict(
     sample_size=8,
@@ -77,22 +79,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def learning_rate(step: int, peak: float, warmup: int, total: int) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * peak * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-@torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
-    """``ema <- d ema + (1 - d) model`` with the usual warm-up ``d = min(decay, (1+k)/(10+k))``."""
-    d = min(decay, (1.0 + step) / (10.0 + step))
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(pm, 1.0 - d)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads is not None:
@@ -108,26 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         model = UNet2DModel(**UNET_CONFIG).to(device)
-    ema = UNet2DModel(**UNET_CONFIG).to(device)
-    ema.load_state_dict(model.state_dict())
-    ema.requires_grad_(False)
-    n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator(device=device).manual_seed(args.seed)
-
-    step, history = 0, []
-    if args.resume:
-        meta = load_training_state(args.checkpoint_dir, model, ema, opt, gen)
-        step, history = int(meta["step"]), [tuple(h) for h in meta["history"]]
-        print(f"resumed from {args.checkpoint_dir} at step {step}")
+    n_params = sum(p.numel() for p in model.parameters())
     print(f"UNet2DModel: {n_params:,} parameters; {len(data)} training images")
+    if args.resume:
+        print(f"resuming from {args.checkpoint_dir}")
 
-    model.train()
-    running, t0 = None, time.time()
-    bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True, mininterval=5.0)
-    while step < args.steps:
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(step, args.lr, args.warmup, args.steps)
+    def loss_fn(step: int) -> torch.Tensor:
         # 1. x_0 from the data (with replacement), t ~ U{0..999}, eps ~ N(0, I).
         idx = torch.randint(0, len(data), (args.batch_size,), generator=gen, device=device)
         x0 = data[idx]
@@ -137,27 +110,21 @@ def main(argv: list[str] | None = None) -> None:
         a = abar[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1.0 - a).sqrt() * eps
         # 3. Simple loss (Ho et al. 2020, Eq. 14).
-        loss = torch.nn.functional.mse_loss(model(xt, t).sample, eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, model, step, args.ema_decay)
-        step += 1
+        return torch.nn.functional.mse_loss(model(xt, t).sample, eps)
 
-        value = loss.item()
-        running = value if running is None else 0.99 * running + 0.01 * value
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
-        if step % 100 == 0:
-            history.append((step, running))
-        if step % args.checkpoint_every == 0 or step == args.steps:
-            meta = dict(step=step, history=history, args={k: str(v) for k, v in vars(args).items()})
-            save_training_state(args.checkpoint_dir, model, ema, opt, gen, meta)
-            tqdm.write(f"step {step}: loss(ema-smoothed) {running:.4f}, {time.time() - t0:.0f}s")
-    bar.close()
+    t0 = time.time()
 
-    ema.save_pretrained(args.out / "unet", safe_serialization=True)
+    def report(ema: torch.nn.Module, step: int, loss: float) -> None:
+        tqdm.write(f"step {step}: loss(ema-smoothed) {loss:.4f}, {time.time() - t0:.0f}s")
+
+    result = fit(
+        model, loss_fn, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
+        schedule="cosine", ema_decay=args.ema_decay, clipped=[model], generator=gen, desc="train digits",
+        state_dir=args.checkpoint_dir, resume=args.resume, meta=dict(args={k: str(v) for k, v in vars(args).items()}),
+        checkpoint=report, checkpoint_every=args.checkpoint_every,
+    )
+
+    result.model.save_pretrained(args.out / "unet", safe_serialization=True)
     scheduler.save_pretrained(args.out / "scheduler")
     print(f"saved EMA weights to {args.out / 'unet'} and scheduler to {args.out / 'scheduler'}")
 

@@ -17,7 +17,7 @@ Output::
     STATE/<model>/state.safetensors, STATE/<model>/state.json   (resumable training state, no pickle)
 
 ``--ship`` also writes a float16 copy to ``smcdiff/assets/multiscale/<model>`` (the shipped weights,
-loadable with ``smcdiff.msdiff.multiscale.load_model("multiscale")`` or ``load_model("uniform")``).
+loadable with ``smcdiff.msdiff.multiscale.load_multiscale("multiscale")`` or ``load_multiscale("uniform")``).
 
 Examples::
 

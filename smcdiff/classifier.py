@@ -12,25 +12,23 @@ The penultimate activation is SiLU rather than ReLU so that no feature is identi
 the data (dead ReLU units would leave the feature covariance of the Fréchet distance singular).
 
 The shipped weights (``smcdiff/assets/classifier``) are trained by ``examples/train_classifier.py``
-on the training split of :func:`smcdiff.data.load_digits_images`; ``config.json`` holds the
-architecture and the held-out accuracy.
+on the training split of :func:`smcdiff.data.load_digits_images`; the folder is in the layout of
+:mod:`smcdiff.persistence` (kind ``"digit_classifier"``), its metadata holds the accuracies.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .persistence import Pretrained
 
 __all__ = ["DigitClassifier", "DigitClassifierConfig", "load_digit_classifier", "save_digit_classifier"]
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets" / "classifier"
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 
 
 @dataclass(frozen=True)
@@ -52,6 +50,7 @@ class DigitClassifierConfig:
     num_classes: int = 10
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if len(self.channels) != 2 or min(self.channels) < 1:
             raise ValueError(f"channels must be two positive widths; got {self.channels!r}")
         if self.feature_dim < 1:
@@ -59,8 +58,14 @@ class DigitClassifierConfig:
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2; got {self.num_classes}")
 
+    def to_dict(self) -> dict:
+        """The constructor's arguments as JSON values."""
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
 
-class DigitClassifier(nn.Module):
+
+class DigitClassifier(nn.Module, Pretrained):
     """CNN classifier of 8x8 digit images.
 
     Parameters
@@ -68,6 +73,9 @@ class DigitClassifier(nn.Module):
     config : DigitClassifierConfig, optional
         Architecture; the default is the shipped one.
     """
+
+    model_kind = "digit_classifier"
+    config_class = DigitClassifierConfig
 
     def __init__(self, config: DigitClassifierConfig | None = None) -> None:
         super().__init__()
@@ -127,14 +135,7 @@ class DigitClassifier(nn.Module):
 
 def save_digit_classifier(model: DigitClassifier, directory: str | Path, **metadata: float | int | str) -> None:
     """Write ``model.safetensors`` and ``config.json`` (architecture plus ``metadata``) to ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(directory / WEIGHTS_NAME))
-    config = asdict(model.config)
-    config["channels"] = list(config["channels"])
-    config.update(metadata)
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    model.save_pretrained(directory, **metadata)
 
 
 def load_digit_classifier(
@@ -147,21 +148,11 @@ def load_digit_classifier(
     device : torch.device or str, optional
         Where to put the weights; CPU by default.
     directory : str or Path, optional
-        A folder holding ``model.safetensors`` and ``config.json``; the shipped
-        ``smcdiff/assets/classifier`` by default.
+        A folder written by :func:`save_digit_classifier`; the shipped ``smcdiff/assets/classifier``
+        by default.
 
     Returns
     -------
     DigitClassifier
     """
-    directory = Path(directory) if directory is not None else ASSET_DIR
-    raw = json.loads((directory / CONFIG_NAME).read_text())
-    config = DigitClassifierConfig(
-        channels=tuple(raw["channels"]), feature_dim=raw["feature_dim"], num_classes=raw["num_classes"]
-    )
-    model = DigitClassifier(config)
-    state = load_file(str(directory / WEIGHTS_NAME), device=str(device) if device is not None else "cpu")
-    model.load_state_dict(state)
-    model.to(device if device is not None else "cpu")
-    model.eval().requires_grad_(False)
-    return model
+    return DigitClassifier.from_pretrained(ASSET_DIR if directory is None else directory, device)

@@ -46,3 +46,24 @@ def test_save_load_round_trip(tmp_path, classifier):
 def test_config_validation():
     with pytest.raises(ValueError, match="feature_dim"):
         DigitClassifierConfig(feature_dim=0)
+
+
+def test_files_are_in_the_shared_layout_and_errors_name_the_path(tmp_path, classifier):
+    import json
+
+    save_digit_classifier(classifier, tmp_path / "m", test_accuracy=1.0)
+    record = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert record == {"kind": "digit_classifier", "config": classifier.config.to_dict(), "metadata": {"test_accuracy": 1.0}}
+    assert DigitClassifierConfig(**record["config"]) == classifier.config
+    with pytest.raises(ValueError, match="missing"):
+        load_digit_classifier(directory=tmp_path / "missing")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        load_digit_classifier(directory=tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{")
+    with pytest.raises(ValueError, match="config.json"):
+        load_digit_classifier(directory=tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"kind": "uniform", "config": {}, "metadata": {}}))
+    with pytest.raises(ValueError, match="'uniform' model"):
+        load_digit_classifier(directory=tmp_path / "m")
+

@@ -21,7 +21,7 @@ from torch import nn
 
 from smcdiff import VE, GaussianScore, gaussian_posterior, sample
 from smcdiff.adapters import ConditionalScore
-from smcdiff.adapters.conditional import sample_conditional
+from smcdiff.baselines import sample_conditional
 from smcdiff.msdiff.conditional import (
     ConditionalConfig,
     ConditionalEstimator,
@@ -376,10 +376,24 @@ def test_adapter_binds_rows_and_samples():
         ConditionalScore(nn.Linear(2, 2), obs.y)
     with pytest.raises(ValueError, match="aux"):
         ConditionalScore(est, obs.y, obs.aux[:1])
-    out = sample_conditional(est, obs.y, obs.aux, samples=3, steps=2, generator=g, batch_rows=4)
+    out = sample_conditional(est, obs.y, obs.aux, samples=3, steps=2, generator=g, chunk_size=4)
     assert out.shape == (2, 3, 1, 8, 8)
     with pytest.raises(ValueError, match="samples"):
         sample_conditional(est, obs.y, obs.aux, samples=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        sample_conditional(est, obs.y, obs.aux, chunk_size=0)
+    seen = []
+    sample_conditional(est, obs.y, obs.aux, samples=3, steps=2, generator=g, chunk_size=4, callback=lambda info: seen.append((info.step, info.particles.shape[0])))
+    assert seen == [(1, 4), (0, 4), (1, 2), (0, 2)]  # one sampler run per chunk of rows
+
+
+def test_old_import_path_of_the_sampler_is_deprecated():
+    import smcdiff.adapters.conditional as module
+
+    with pytest.deprecated_call():
+        assert module.sample_conditional is sample_conditional
+    with pytest.raises(AttributeError):
+        module.no_such_name
 
 
 def test_save_load_round_trip(tmp_path):
@@ -416,7 +430,7 @@ def test_short_training_lowers_the_loss(estimator):
 
     before = held_out(est.eval())
     result = train(est, images, steps=60, batch_size=64, lr=5e-3, warmup=5, ema_decay=0.5, generator=torch.Generator().manual_seed(1), progress=False)
-    assert result.steps == 60 and len(result.history) == 1
+    assert result.steps == 60 and [step for step, _ in result.history] == [50, 60]
     assert held_out(result.model) < 0.8 * before
     with pytest.raises(ValueError, match="images"):
         train(est, images[:, :, :4], steps=1)

@@ -14,22 +14,23 @@ import torch
 
 from smcdiff import VP, sample
 from smcdiff.adapters import MultiscaleScore
-from smcdiff.oracle.linear_gaussian import discretised_law, em_kernel
 from smcdiff.msdiff.haar import HaarPacking
 from smcdiff.msdiff.multiscale import (
     GaussianScales,
     MultiscaleConfig,
     MultiscaleModel,
     MultiscaleProcess,
+    UNetSpec,
     UniformConfig,
     UniformModel,
-    UNetSpec,
     load_model,
+    load_multiscale,
     matched_configs,
     multiscale_sample,
     snr_range,
     train,
 )
+from smcdiff.oracle.linear_gaussian import discretised_law, em_kernel
 
 F64 = torch.float64
 SNR_MAX, SNR_MIN = snr_range(VP(eps=1e-3))
@@ -281,7 +282,7 @@ def test_model_shapes_files_and_sampler(tmp_path):
     b = model.sample(2, steps=6, generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b)
     model.save_pretrained(tmp_path / "ms", note="test")
-    loaded = load_model(tmp_path / "ms")
+    loaded = load_multiscale(tmp_path / "ms")
     assert isinstance(loaded, MultiscaleModel) and loaded.config == model.config
     t = torch.full((5,), 0.2)
     assert torch.equal(loaded.scale_score(1, c, t), model.eval().scale_score(1, c, t))
@@ -291,11 +292,29 @@ def test_model_shapes_files_and_sampler(tmp_path):
     x = uniform.sample(2, steps=4, generator=g)
     assert x.shape == (2, 1, 8, 8)
     uniform.save_pretrained(tmp_path / "u")
-    assert isinstance(load_model(tmp_path / "u"), UniformModel)
+    assert isinstance(load_multiscale(tmp_path / "u"), UniformModel)
     with pytest.raises(ValueError, match="MultiscaleModel"):
         MultiscaleScore.from_pretrained(tmp_path / "u")
     with pytest.raises(ValueError, match="path"):
-        load_model(tmp_path / "missing")
+        load_multiscale(tmp_path / "missing")
+    with pytest.raises(ValueError, match="'uniform' model"):
+        MultiscaleModel.from_pretrained(tmp_path / "u")
+    with pytest.deprecated_call():
+        assert isinstance(load_model(tmp_path / "u"), UniformModel)
+
+
+def test_sampler_callbacks_count_down_over_all_scales():
+    """``callback`` sees every step once, numbered N - 1 .. 0 across the scales, with the moving coefficients."""
+    model = tiny_multiscale().eval()
+    seen = []
+    model.sample(2, steps=9, generator=torch.Generator().manual_seed(5), callback=lambda info: seen.append((info.step, info.t, info.particles.shape[1])))
+    counts = model.process.split_steps(9)
+    assert [s for s, _, _ in seen] == list(range(8, -1, -1))
+    assert [d for _, _, d in seen] == [4] * counts[2] + [16] * counts[1] + [64] * counts[0]
+    assert seen[-1][1] == pytest.approx(1e-3)
+    plain = model.sample(2, steps=9, generator=torch.Generator().manual_seed(5))
+    chunked = model.sample(2, steps=9, generator=torch.Generator().manual_seed(5), chunk_size=1)
+    torch.testing.assert_close(chunked, plain, rtol=1e-4, atol=1e-4)  # float32 network calls on 1 vs 2 rows round differently
 
 
 def test_short_training_lowers_the_loss():
@@ -355,6 +374,8 @@ def test_uniform_loss_and_likelihood_option():
         (lambda: tiny_multiscale().sample(2, steps=2), "steps"),
         (lambda: tiny_multiscale().sample(0), "n"),
         (lambda: multiscale_sample(object(), 2), "scales"),
+        (lambda: tiny_multiscale().sample(2, steps=4, chunk_size=0), "chunk_size"),
+        (lambda: tiny_uniform().sample(2, steps=4, callback=1), "callback"),
         (lambda: tiny_uniform().predict(torch.randn(2, 1, 4, 4), torch.full((2,), 0.5)), "x"),
         (lambda: train(tiny_uniform(), blobs(4, 0), progress=False), "steps"),
         (lambda: train(tiny_uniform(), blobs(4, 0), steps=2, resume=True, progress=False), "state_dir"),
@@ -373,7 +394,7 @@ def test_shipped_models_draw_recognisable_digits(name):
     and sample digits the classifier is confident about; on clipped noise it is confident for ~30%."""
     from smcdiff.classifier import load_digit_classifier
 
-    model = load_model(name)
+    model = load_multiscale(name)
     assert model.num_parameters == pytest.approx(1.1e6, rel=0.05)
     x = model.sample(64, steps=64, generator=torch.Generator().manual_seed(0))
     assert x.shape == (64, 1, 8, 8) and torch.isfinite(x).all()
