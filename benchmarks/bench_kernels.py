@@ -1,7 +1,7 @@
 """Discretisation error of the reverse kernels vs the number of steps, on Gaussians (exact, no Monte Carlo).
 
 With an exact affine score the sampler's chain is Gaussian, so the law it targets is computed in closed
-form (:func:`smcdiff.linear_gaussian.discretised_law`): for the unconditional sampler directly, and for
+form (:func:`smcdiff.oracle.linear_gaussian.discretised_law`): for the unconditional sampler directly, and for
 the MCGdiff-style SMC as that law conditioned on y (its limit as M grows). The error against the exact
 law isolates the discretisation: relative error of the posterior mean (in posterior standard deviations)
 and relative Frobenius error of the posterior covariance, for kernel = euler and ancestral.
@@ -131,7 +131,7 @@ def variants(d: int, steps: int) -> None:
     sde = VP()
     score = GaussianScore(mean, cov, sde)
     _, pc = linear_gaussian_posterior(mean, cov, op, y)
-    print(f"\n| d | N | grid | kernel | posterior cov rel. error | unconditional cov rel. error |")
+    print("\n| d | N | grid | kernel | posterior cov rel. error | unconditional cov rel. error |")
     print("|---|---|---|---|---|---|")
     rows = [("uniform", k) for k in ("euler", "ddim:1", "ddim:0.5", "ddim:0", "ancestral+iso", "ancestral+diag", "ancestral+full")]
     rows += [(g, k) for g in ("logsnr", "edm:7", "edm:3") for k in ("euler", "ddim:1", "ddim:0")]

@@ -2,8 +2,10 @@ r"""Resampling schemes and the effective sample size, vectorised over rows.
 
 Every scheme has the signature ``(log_weights: (B, M), generator) -> ancestors: (B, M) int64`` and
 is registered by name in :data:`RESAMPLERS`. Weights are normalised in float64 with ``logsumexp``;
-cumulative sums are float64 and the last bin is closed at exactly 1, so a particle of zero weight
-(log-weight -inf) is never selected. All schemes are unbiased: E[#copies of i] = M w_i.
+the float64 cumulative sum is divided by its last entry, so the bin of the last particle of positive
+weight ends at exactly 1 whatever the rounding, and an index is never past that particle (a uniform
+(j + U) / M can round up to 1): a particle of zero weight (log-weight -inf) is never selected. All
+schemes are unbiased: E[#copies of i] = M w_i.
 
 - multinomial: M i.i.d. draws from the categorical law w.
 - stratified: one uniform per stratum [(j + U_j)/M].
@@ -36,12 +38,18 @@ def ess(log_weights: Tensor) -> Tensor:
 
 
 def _inverse_cdf(log_weights: Tensor, u: Tensor) -> Tensor:
-    """Ancestors for uniforms ``u: (B, M)`` in [0, 1) by inverting the float64 weight CDF."""
+    """Ancestors for uniforms ``u: (B, M)`` in [0, 1] by inverting the float64 weight CDF.
+
+    A zero weight adds nothing to the cumulative sum, so its bin is empty and ``searchsorted`` (the first
+    bin whose end exceeds u) passes it over; the last positive weight's bin ends at cdf / cdf[-1] = 1
+    exactly, and u = 1 goes to that particle.
+    """
     w = normalize_log_weights(log_weights).exp()
     cdf = torch.cumsum(w, dim=-1)
-    cdf[..., -1] = 1.0  # close the last bin exactly: rounding can never pick past the end
+    cdf = cdf / cdf[..., -1:]
     idx = torch.searchsorted(cdf, u.contiguous(), right=True)
-    return idx.clamp_max(w.shape[-1] - 1)
+    last_positive = torch.argmax((w > 0).long().cumsum(-1), dim=-1, keepdim=True)
+    return torch.minimum(idx, last_positive)
 
 
 def _uniforms(shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:

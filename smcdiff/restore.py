@@ -33,7 +33,7 @@ DEFAULT_STEPS = 250
 DEFAULT_KERNEL: Kernel = "euler"
 DEFAULT_PARTICLES = 32
 DATA_RANGE = (-1.0, 1.0)
-MIN_STEPS = {"euler": 100, "ancestral": 20}
+MIN_STEPS = {"euler": 100, "ancestral": 100}
 """Below these step counts :func:`restore` warns (the kernel benchmark of BENCHMARKS.md tells where)."""
 
 

@@ -3,7 +3,6 @@ device and dtype, reduced precision agrees with float32 within Monte Carlo error
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -1,9 +1,23 @@
-"""The Gaussian oracle: scores against autograd of the exact density, posteriors against closed forms."""
+"""The Gaussian oracle: scores against autograd of the exact density, posteriors against closed forms.
+
+The diffused densities take alpha(t) and sigma(t)^2 from :mod:`reference` (the tests' own closed forms),
+not from the library's SDEs.
+"""
 
 import pytest
+import reference as ref
 import torch
 
-from smcdiff import OU, VE, VP, GaussianMixtureScore, GaussianScore, LogLinearVP, gaussian_mixture_posterior, gaussian_posterior
+from smcdiff import (
+    OU,
+    VE,
+    VP,
+    GaussianMixtureScore,
+    GaussianScore,
+    LogLinearVP,
+    gaussian_mixture_posterior,
+    gaussian_posterior,
+)
 
 
 def random_spd(d, generator, scale=1.0):
@@ -11,12 +25,25 @@ def random_spd(d, generator, scale=1.0):
     return scale * (a @ a.T / d + 0.2 * torch.eye(d, dtype=torch.float64))
 
 
-SDES = [OU(), VP(), VE(sigma_max=10.0), LogLinearVP(t_end=torch.linspace(0.3, 1.0, 5, dtype=torch.float64))]
+T_END = torch.linspace(0.3, 1.0, 5, dtype=torch.float64)
+SDES = {
+    "OU": (OU(), ref.ou()),
+    "VP": (VP(), ref.vp()),
+    "VE": (VE(sigma_max=10.0), ref.ve(sigma_max=10.0)),
+    "LogLinearVP": (LogLinearVP(t_end=T_END), ref.loglinear_vp(t_end=T_END)),
+}
 
 
-@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
-def test_mixture_score_is_gradient_of_log_density(sde):
+def schedule_at(schedule, t, d):
+    """alpha and sigma^2 of ``schedule`` at times ``t: (n,)``, each ``(n, d)``."""
+    values = [schedule.coefficients(v, d) for v in t.tolist()]
+    return torch.stack([v[0] for v in values]), torch.stack([v[1] for v in values])
+
+
+@pytest.mark.parametrize("name", sorted(SDES))
+def test_mixture_score_is_gradient_of_log_density(name):
     """score == grad log p_t, with log p_t computed independently from the diffused mixture."""
+    sde, schedule = SDES[name]
     g = torch.Generator().manual_seed(0)
     d, k = 5, 3
     means = torch.randn(k, d, generator=g, dtype=torch.float64)
@@ -25,9 +52,7 @@ def test_mixture_score_is_gradient_of_log_density(sde):
     score = GaussianMixtureScore(weights, means, covs, sde)
     x = torch.randn(7, d, generator=g, dtype=torch.float64, requires_grad=True)
     t = torch.linspace(0.05, 0.9, 7, dtype=torch.float64)
-    c = sde.coefficients(t, 1)
-    a = c.alpha.expand(7, d)
-    s2 = c.sigma2.expand(7, d)
+    a, s2 = schedule_at(schedule, t, d)
     cov_t = a[:, None, :, None] * covs[None] * a[:, None, None, :] + torch.diag_embed(s2)[:, None]
     mvn = torch.distributions.MultivariateNormal(a[:, None] * means[None], covariance_matrix=cov_t)
     log_p = torch.logsumexp(weights.log() + mvn.log_prob(x[:, None]), dim=1)
@@ -43,9 +68,9 @@ def test_gaussian_score_is_one_component_mixture():
     mean, cov = torch.randn(d, generator=g, dtype=torch.float64), random_spd(d, g)
     sde = VP()
     x, t = torch.randn(3, d, generator=g, dtype=torch.float64), torch.full((3,), 0.4, dtype=torch.float64)
-    c = sde.coefficients(t, 1)
-    cov_t = c.alpha[0] ** 2 * cov + c.sigma2[0] * torch.eye(d, dtype=torch.float64)
-    expected = -torch.linalg.solve(cov_t, (x - c.alpha * mean).T).T
+    alpha, sigma2, _, _ = ref.vp().coefficients(0.4, 1)
+    cov_t = alpha**2 * cov + sigma2 * torch.eye(d, dtype=torch.float64)
+    expected = -torch.linalg.solve(cov_t, (x - alpha * mean).T).T
     assert torch.allclose(GaussianScore(mean, cov, sde)(x, t), expected, atol=1e-10)
 
 

@@ -1,15 +1,19 @@
 """Resampling schemes: unbiased counts, low-variance bounds, degenerate and float32 weights, ESS."""
 
 import math
+from unittest import mock
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from smcdiff import resampling
 from smcdiff.resampling import RESAMPLERS, ess, resample
 
 SCHEMES = sorted(RESAMPLERS)
+NEG_INF = float("-inf")
+LARGEST_BELOW_ONE = 1.0 - 2.0**-53  # the largest float64 uniform torch.rand can return
 
 weight_rows = st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=40).filter(lambda w: sum(w) > 1e-6)
 
@@ -27,6 +31,27 @@ def test_shapes_range_and_zero_weights_never_picked(scheme, w, seed):
     assert anc.shape == lw.shape and anc.dtype == torch.long
     assert ((anc >= 0) & (anc < w.numel())).all()
     assert (w[anc] > 0).all()
+
+
+log_weight_rows = st.lists(st.one_of(st.just(NEG_INF), st.floats(min_value=-800.0, max_value=50.0)), min_size=1,
+                          max_size=40).filter(lambda lw: any(v > NEG_INF for v in lw))
+uniforms = st.one_of(st.just(0.0), st.just(LARGEST_BELOW_ONE), st.floats(min_value=0.0, max_value=1.0, exclude_max=True))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@given(lw=log_weight_rows, u=uniforms)
+@example(lw=[0.0] + [NEG_INF] * 7, u=LARGEST_BELOW_ONE)  # (M - 1 + U) / M rounds to 1: past the last bin
+@example(lw=[math.log(0.7), math.log(0.2), math.log(0.1), NEG_INF], u=LARGEST_BELOW_ONE)  # cumsum 1 - 2e-16
+@example(lw=[0.0, -700.0, -800.0, NEG_INF, NEG_INF], u=LARGEST_BELOW_ONE)  # tiny and underflowing weights
+def test_zero_weight_never_picked_by_any_uniform(scheme, lw, u):
+    """No scheme returns an index of log-weight -inf, whatever the uniforms, including the extreme ones:
+    every uniform of the scheme is set to ``u`` (0, the largest float below 1, or any value in between)."""
+    lw = torch.tensor(lw, dtype=torch.float64).expand(2, -1)
+    draw = lambda shape, generator, device: torch.full(shape, u, dtype=torch.float64, device=device)  # noqa: E731
+    with mock.patch.object(resampling, "_uniforms", draw):
+        anc = resample(lw, scheme)
+    assert ((anc >= 0) & (anc < lw.shape[1])).all()
+    assert (lw.gather(1, anc) > NEG_INF).all(), (lw[0, anc[0]], anc[0])
 
 
 @pytest.mark.parametrize("scheme", ["systematic", "residual"])

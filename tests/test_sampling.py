@@ -1,7 +1,9 @@
 """Unconditional sampler: exact in law up to discretisation, on every SDE we support.
 
 For Gaussian data the Euler-Maruyama chain is linear, so the law of the sampler's output is known
-exactly (``linear_gaussian.discretised_law``). Each test checks two things separately:
+exactly; the tests take it, and the true law, from :mod:`reference` (the tests' own closed forms of the
+schedules, grid and kernels), which must agree with ``smcdiff.oracle.linear_gaussian.discretised_law``.
+Each test checks two things separately:
 (1) Monte Carlo: sampled mean/covariance vs the discretised law, within 4 standard errors;
 (2) discretisation: the discretised law vs the true law p_eps, an allowance that shrinks with steps.
 """
@@ -9,6 +11,7 @@ exactly (``linear_gaussian.discretised_law``). Each test checks two things separ
 import math
 
 import pytest
+import reference as ref
 import torch
 
 from smcdiff import OU, VE, VP, GaussianMixtureScore, GaussianScore, LogLinearVP, sample
@@ -24,17 +27,24 @@ def problem(seed=0):
     return torch.randn(D, generator=g, dtype=torch.float64), cov
 
 
-def true_law(sde, mean, cov, t=None):
-    c = sde.coefficients(torch.tensor([sde.eps if t is None else t], dtype=torch.float64))
-    a, s2 = c.alpha[0].expand(D), c.sigma2[0].expand(D)
+def true_law(schedule, mean, cov, t=None):
+    """The law N(alpha m, alpha Sigma alpha + sigma^2) of the data diffused to ``t`` (default eps)."""
+    a, s2, _, _ = schedule.coefficients(schedule.eps if t is None else t, D)
     return a * mean, a[:, None] * cov * a[None] + torch.diag(s2)
 
 
+T_END = torch.linspace(0.25, 1.0, D, dtype=torch.float64)
 SDES = {
     "ou": OU(),
     "vp": VP(),
     "ve": VE(sigma_max=30.0),
-    "vp-nonuniform": LogLinearVP(snr_max=1e4, snr_min=1e-4, t_end=torch.linspace(0.25, 1.0, D, dtype=torch.float64)),
+    "vp-nonuniform": LogLinearVP(snr_max=1e4, snr_min=1e-4, t_end=T_END),
+}
+SCHEDULES = {
+    "ou": ref.ou(),
+    "vp": ref.vp(),
+    "ve": ref.ve(sigma_max=30.0),
+    "vp-nonuniform": ref.loglinear_vp(snr_max=1e4, snr_min=1e-4, t_end=T_END),
 }
 
 
@@ -49,13 +59,30 @@ def assert_moments_within(x, mean, cov, n_se=4.0):
     assert ((emp - cov).abs() <= n_se * se_cov + 1e-12).all(), ((emp - cov).abs() / se_cov).max()
 
 
+@pytest.mark.parametrize("kernel", ["euler", "ancestral"])
 @pytest.mark.parametrize("name", sorted(SDES))
-def test_sampler_matches_discretised_law(name):
+def test_reference_law_agrees_with_the_oracle(name, kernel):
+    """The tests' own discretised law (closed-form schedule, grid, kernels) equals smcdiff.oracle's to 1e-10."""
+    sde, schedule = SDES[name], SCHEDULES[name]
+    mean, cov = problem()
+    score = GaussianScore(mean, cov, sde)
+    start = true_law(schedule, mean, cov, schedule.T)
+    for got, oracle in [
+        (ref.discretised_law(schedule, mean, cov, 50, kernel), discretised_law(score, sde, 50, D, kernel=kernel)),
+        (ref.discretised_law(schedule, mean, cov, 50, kernel, start), discretised_law(score, sde, 50, D, start, kernel)),
+    ]:
+        for a, b in zip(got, oracle):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-10), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("kernel, steps", [("euler", 100), ("ancestral", 25)])
+@pytest.mark.parametrize("name", sorted(SDES))
+def test_sampler_matches_discretised_law(name, kernel, steps):
     sde = SDES[name]
     mean, cov = problem()
     score = GaussianScore(mean, cov, sde)
-    x = sample(score, sde, (20_000, D), steps=100, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    d_mean, d_cov = discretised_law(score, sde, 100, D)
+    x = sample(score, sde, (20_000, D), steps=steps, kernel=kernel, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    d_mean, d_cov = ref.discretised_law(SCHEDULES[name], mean, cov, steps, kernel)
     assert_moments_within(x, d_mean, d_cov)
 
 
@@ -66,14 +93,13 @@ def test_discretisation_allowance_shrinks_with_steps(name):
     The chain starts from the exact p_T so that only the discretisation error is measured (the prior
     mismatch at T is a separate, step-independent term, visible for VE whose mean never contracts).
     """
-    sde = SDES[name]
+    schedule = SCHEDULES[name]
     mean, cov = problem()
-    score = GaussianScore(mean, cov, sde)
-    t_mean, t_cov = true_law(sde, mean, cov)
-    p_T = true_law(sde, mean, cov, sde.T)
+    t_mean, t_cov = true_law(schedule, mean, cov)
+    p_T = true_law(schedule, mean, cov, schedule.T)
     errors = []
     for steps in (50, 200, 800):
-        d_mean, d_cov = discretised_law(score, sde, steps, D, start=p_T)
+        d_mean, d_cov = ref.discretised_law(schedule, mean, cov, steps, start=p_T)
         errors.append(max((d_mean - t_mean).abs().max().item(), (d_cov - t_cov).abs().max().item()))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.05 * t_cov.diagonal().max().item()
@@ -86,8 +112,8 @@ def test_sampler_recovers_true_law_within_se_plus_allowance():
     score = GaussianScore(mean, cov, sde)
     steps = 400
     x = sample(score, sde, (20_000, D), steps=steps, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    t_mean, t_cov = true_law(sde, mean, cov)
-    d_mean, d_cov = discretised_law(score, sde, steps, D)
+    t_mean, t_cov = true_law(SCHEDULES["vp"], mean, cov)
+    d_mean, d_cov = ref.discretised_law(SCHEDULES["vp"], mean, cov, steps)
     n, var = x.shape[0], t_cov.diagonal()
     allowance_mean = (d_mean - t_mean).abs()
     allowance_cov = (d_cov - t_cov).abs()
@@ -121,7 +147,7 @@ def test_ode_sampler_and_tweedie():
     score = GaussianScore(mean, cov, sde)
     g = torch.Generator().manual_seed(5)
     x = sample(score, sde, (10_000, D), steps=200, method="ode", generator=g, dtype=torch.float64)
-    t_mean, t_cov = true_law(sde, mean, cov)
+    t_mean, t_cov = true_law(SCHEDULES["vp"], mean, cov)
     n, var = x.shape[0], t_cov.diagonal()
     assert ((x.mean(0) - t_mean).abs() <= 4 * (var / n).sqrt() + 0.02).all()
     assert ((torch.cov(x.T) - t_cov).abs() <= 0.05 * var.max()).all()

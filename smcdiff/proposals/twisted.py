@@ -72,7 +72,8 @@ class TwistedModel(ParticleModel):
             rho = (sigma2 / (alpha**2 + sigma2))[0]
             var = pb.r[rows, 0] + rho
             obs = pb.observed[rows, 0]
-            log_p = _normal_log_prob(pb.ybar[rows, 0], xbar0, torch.where(obs, var, torch.ones_like(var)))
+            # per-coordinate terms in float64 before the sum over coordinates (thousands for an image)
+            log_p = _normal_log_prob(pb.ybar[rows, 0].double(), xbar0.double(), torch.where(obs, var, torch.ones_like(var)).double())
             log_p = torch.where(obs, log_p, torch.zeros_like(log_p)).flatten(1).sum(1)
             (grad,) = torch.autograd.grad(log_p.sum(), xg)
         if not (torch.isfinite(s).all() and torch.isfinite(grad).all()):
@@ -94,7 +95,7 @@ class TwistedModel(ParticleModel):
             "mean": pb.to_coef(mean.view(b, m, *pb.event_shape)),
             "var": pb.schedule_to_coef(var),
             "grad": pb.to_coef(grad.view(b, m, *pb.event_shape)),
-            "log_twist": log_twist.view(b, m).double(),
+            "log_twist": log_twist.view(b, m),
         }
 
     def log_potential(self, x, pred, step):
