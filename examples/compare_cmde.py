@@ -124,7 +124,7 @@ def run_estimator(
     out = sample_conditional(
         est, y, aux, samples=args.samples, steps=args.steps, generator=generator, denoise_last=True,
         chunk_size=args.batch_rows, progress=args.progress,
-    )
+    ).particles
     return out, (time.perf_counter() - t0) / (y.shape[0] * args.samples)
 
 

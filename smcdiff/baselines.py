@@ -84,7 +84,7 @@ def sample_conditional(
     progress: bool = False,
     callback: Callback | None = None,
     denoise_last: bool = True,
-) -> Tensor:
+) -> WeightedSamples:
     """Draw ``samples`` reconstructions per observation with the conditional reverse SDE (§3.4.2).
 
     Euler-Maruyama from the VE prior at T down to eps (:func:`smcdiff.sample`) with the estimator bound
@@ -107,7 +107,9 @@ def sample_conditional(
 
     Returns
     -------
-    x : (B, M, C_x, ...)
+    WeightedSamples
+        ``particles (B, M, C_x, ...)``, equally weighted independent draws (as :func:`replacement_sample`
+        returns them: ESS M at every step, NaN ``log_evidence``).
     """
     from .adapters.conditional import ConditionalScore
 
@@ -131,4 +133,4 @@ def sample_conditional(
                 callback=callback, denoise_last=denoise_last, dtype=y.dtype, device=y.device,
             )
         )
-    return torch.cat(out).reshape(b, samples, *event)
+    return WeightedSamples.unweighted(torch.cat(out).reshape(b, samples, *event), steps)

@@ -101,6 +101,21 @@ class WeightedSamples:
         warnings.warn("WeightedSamples.resample is deprecated; use WeightedSamples.draw", DeprecationWarning, stacklevel=2)
         return self.draw(k, generator)
 
+    @classmethod
+    def unweighted(cls, particles: Tensor, steps: int) -> "WeightedSamples":
+        """Equally weighted draws ``(B, M, *event_shape)`` of a sampler without weights (independent
+        samples, replacement): ESS M at each of ``steps`` steps, nothing resampled, NaN evidence."""
+        b, m = particles.shape[:2]
+        device = particles.device
+        return cls(
+            particles,
+            torch.full((b, m), -math.log(m), dtype=torch.float64, device=device),
+            torch.full((steps, b), float(m), dtype=torch.float64, device=device),
+            torch.zeros((steps, b), dtype=torch.bool, device=device),
+            torch.full((b,), float("nan"), dtype=torch.float64, device=device),
+            torch.full((steps, b), m, dtype=torch.int64, device=device),
+        )
+
     def distinct_final(self) -> Tensor:
         """``(B,)`` distinct lineages of the final particles at the first step (how many independent
         starting points survive); M when nothing was resampled."""

@@ -117,7 +117,7 @@ def gaussian_runs():
     for key in ("cde", *SIGMA_Y_GRID):
         est = ExactCDE(m, s) if key == "cde" else ExactJoint(m, s, key)
         g = torch.Generator().manual_seed(0)
-        runs[key] = sample_conditional(est, Y_OBS, samples=N_SAMPLES, steps=STEPS, generator=g, denoise_last=False)[0]
+        runs[key] = sample_conditional(est, Y_OBS, samples=N_SAMPLES, steps=STEPS, generator=g, denoise_last=False).particles[0]
     cde = ExactCDE(m, s)
     return runs, cde.post_mean(Y_OBS)[0], cde.post_cov
 
@@ -377,7 +377,8 @@ def test_adapter_binds_rows_and_samples():
     with pytest.raises(ValueError, match="aux"):
         ConditionalScore(est, obs.y, obs.aux[:1])
     out = sample_conditional(est, obs.y, obs.aux, samples=3, steps=2, generator=g, chunk_size=4)
-    assert out.shape == (2, 3, 1, 8, 8)
+    assert out.particles.shape == (2, 3, 1, 8, 8) and out.ess.shape == (2, 2)
+    assert torch.allclose(out.weights, torch.full((2, 3), 1 / 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="samples"):
         sample_conditional(est, obs.y, obs.aux, samples=0)
     with pytest.raises(ValueError, match="chunk_size"):
