@@ -113,7 +113,6 @@ class ConditionalEstimator(nn.Module, Pretrained):
         inp = v_t / (c.sigma2 + cfg.sigma_data**2).sqrt()
         if cond is not None:
             inp = torch.cat([inp, cond.to(inp)], 1)
-        eps_hat = self.unet(inp, t * 1000.0).sample
         eps_hat = self.unet(inp, network_timestep(t)).sample
         return prediction_to_score("epsilon", v_t, eps_hat, c.alpha, c.sigma2)
 
