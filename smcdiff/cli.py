@@ -42,6 +42,7 @@ from .cli_common import (  # noqa: F401  (re-exported where tests and users look
     _join_option_values,
     _load_model_or_fail,
     _non_negative_float,
+    _non_negative_int,
     _parse_box,
     _Parser,
     _positive,
@@ -210,6 +211,9 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
                    help="smc (weighted, exact as the particles grow) or the replacement baseline (default %(default)s)")
     p.add_argument("--proposal", choices=("bootstrap", "mcgdiff", "twisted"), default=None,
                    help="SMC proposal (default: bootstrap when --noise is 0, else mcgdiff)")
+    p.add_argument("--corrector-steps", type=_non_negative_int, default=0, metavar="K",
+                   help="bootstrap only: K Langevin corrector steps after every move, which spread the copies "
+                        "resampling makes (K more network calls per step; a small bias; default %(default)s)")
     p.add_argument("--draws", type=_positive(int), default=4, help="equally weighted draws to show (default %(default)s)")
     p.add_argument("--truth", type=Path, default=None, metavar="GT.png",
                    help="ground truth at the model's size: adds a column and PSNR (a folder of files named as the inputs in batch mode)")

@@ -63,6 +63,10 @@ def _check_task_options(args: argparse.Namespace) -> None:
             raise UserError("--method replacement overwrites the observation and needs --noise 0")
         if args.proposal is not None:
             raise UserError("--proposal applies to --method smc")
+        if args.corrector_steps:
+            raise UserError("--corrector-steps applies to --method smc")
+    elif args.corrector_steps and (args.proposal or ("bootstrap" if args.noise == 0 else "mcgdiff")) != "bootstrap":
+        raise UserError("--corrector-steps applies to the bootstrap proposal (noiseless observations)")
 
 
 def _expand_inputs(paths: list[Path]) -> tuple[list[Path], bool]:
@@ -200,6 +204,7 @@ def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.
 
     common = dict(
         particles=args.particles, steps=args.steps, method=args.method, proposal=args.proposal, kernel=args.kernel,
+        corrector_steps=args.corrector_steps,
         noise_std=args.noise, generator=_generator(args.seed, device), progress=population is None or population.rank == 0,
         device=device, population=population,
     )

@@ -102,6 +102,8 @@ def inpaint(
     kernel: Kernel = DEFAULT_KERNEL,
     resampling: Resampling = "systematic",
     ess_threshold: float = 0.5,
+    corrector_steps: int = 0,
+    corrector_size: float = 1.0,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     progress: bool = False,
@@ -123,7 +125,8 @@ def inpaint(
     steps, grid : reverse steps (default 250) or explicit times, as in :func:`smcdiff.restore`.
     method : "smc" (weighted; converges as M grows to the posterior of the discretised model) or
         "replacement" (RePaint-style baseline; biased even with an exact score).
-    proposal, kernel, resampling, ess_threshold : SMC options, see :func:`smcdiff.smc_sample`.
+    proposal, kernel, resampling, ess_threshold, corrector_steps, corrector_size : SMC options, see
+        :func:`smcdiff.smc_sample`.
     generator : torch.Generator, the only source of randomness.
     chunk_size : at most this many particles per network call.
     progress : tqdm progress bar.
@@ -139,6 +142,7 @@ def inpaint(
         raise ValueError(f"method must be 'smc' or 'replacement', got {method!r}")
     return restore(
         score, image, mask, noise_std=noise_std, particles=particles, steps=steps, grid=grid, method=method,
-        proposal=proposal, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold, generator=generator,
+        proposal=proposal, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
+        corrector_steps=corrector_steps, corrector_size=corrector_size, generator=generator,
         chunk_size=chunk_size, progress=progress, callback=callback, device=device, population=population,
     )

@@ -171,6 +171,8 @@ def smc_sample(
     kernel: Kernel = "euler",
     resampling: Resampling = "systematic",
     ess_threshold: float = 0.5,
+    corrector_steps: int = 0,
+    corrector_size: float = 1.0,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     progress: bool = False,
@@ -200,6 +202,11 @@ def smc_sample(
     resampling : scheme name, see :mod:`smcdiff.resampling`.
     ess_threshold : resample a row when its ESS < ``ess_threshold * M``; 1.0 resamples at every step
         (SMCDiff as published), 0.0 never.
+    corrector_steps, corrector_size : ``proposal="bootstrap"`` only: K unadjusted Langevin steps of size
+        ``corrector_size * sigma(t)^2`` on the unobserved coefficients after every move (resample-move
+        rejuvenation; K more score evaluations per step). They spread the copies that resampling makes,
+        at the price of a small bias: the limit is no longer exactly the discretised model's posterior
+        (see :mod:`smcdiff.proposals.bootstrap` and BENCHMARKS.md). Default 0: off.
     generator : torch.Generator, optional; the only source of randomness.
     chunk_size : at most this many particles per score call (all B*M go in one call by default).
     progress : tqdm progress bar.
@@ -224,7 +231,12 @@ def smc_sample(
         score, sde, y, observation, noise_std=noise_std, particles=population.local_particles(particles), steps=steps,
         grid=grid, kernel=kernel, chunk_size=chunk_size,
     )
-    model = PROPOSALS[proposal](problem)
+    if proposal == "bootstrap":
+        model = PROPOSALS[proposal](problem, corrector_steps=corrector_steps, corrector_size=corrector_size)
+    elif corrector_steps != 0:
+        raise ValueError(f"corrector_steps applies to proposal='bootstrap' only, got proposal={proposal!r}")
+    else:
+        model = PROPOSALS[proposal](problem)
     return run_particles(
         model, resampling=resampling, ess_threshold=ess_threshold, generator=generator,
         denoise_last=denoise_last, progress=progress, desc=f"smc ({proposal})", callback=callback, population=population,

@@ -381,3 +381,15 @@ def test_user_errors_print_one_line_and_exit_2(smcdiff, files, tmp_path, monkeyp
     if "--out" not in args:
         args += ["--out", str(tmp_path / "o.png")]
     one_line_error(smcdiff(*args, "--steps", "2"), message)
+
+
+def test_corrector_steps_run_and_are_refused_where_they_do_not_apply(smcdiff, files, tmp_path):
+    base = ["inpaint", files["digit"], "--box", "2,2,4,4", *TINY, "--out", tmp_path / "o.png"]
+    out = smcdiff(*base, "--corrector-steps", "1", "--save", tmp_path / "run.npz")
+    assert out.returncode == 0, out.stderr
+    from smcdiff import load_result
+
+    assert load_result(tmp_path / "run.npz").settings["corrector_steps"] == 1
+    one_line_error(smcdiff(*base, "--corrector-steps", "1", "--method", "replacement"), "--corrector-steps")
+    one_line_error(smcdiff(*base, "--corrector-steps", "1", "--proposal", "mcgdiff"), "--corrector-steps")
+    one_line_error(smcdiff(*base, "--corrector-steps", "-1"), "--corrector-steps")

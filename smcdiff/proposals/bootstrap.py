@@ -21,6 +21,18 @@ memory whatever the number of steps. The log-evidence is log p(y_bar_{t_N}) + su
 an unbiased (in Z) estimate of the likelihood of the observed *trajectory* under the discretised model.
 
 With ``reweight=False`` this is the replacement baseline (RePaint without jumps): same moves, no weights.
+
+Corrector moves (``corrector_steps > 0``, resample-move rejuvenation): after each move, K steps of
+unadjusted Langevin dynamics on the free coefficients at the new time s, observed ones held at y_bar_s,
+
+    c_free <- c_free + eps (V^T score(x, s))_free + sqrt(2 eps) z,     eps = corrector_size * sigma(s)^2,
+
+as the corrector of score-SDE predictor-corrector sampling. The forward SDE diffuses the coefficients
+independently, so given the observed trajectory the free coefficients at s follow p_s(x_free | x_obs =
+y_bar_s) in the continuous-time limit; Langevin moves towards that law spread the copies that resampling
+made. They cost K score evaluations per step and are not Metropolis-adjusted: the limit in M is no longer
+exactly the discretised model's posterior (the bias is measured in BENCHMARKS.md); off by default.
+eps <= 2 sigma(s)^2 keeps the dynamics stable (p_s given x_obs has variance at least sigma(s)^2).
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..dynamics import checked_score
 from ..particles import ParticleModel, Problem
 from ..sde import _normal_log_prob
 
@@ -37,8 +50,16 @@ __all__ = ["BootstrapModel"]
 class BootstrapModel(ParticleModel):
     """SMCDiff (``reweight=True``) or the replacement baseline (``reweight=False``) on a :class:`Problem`."""
 
-    def __init__(self, problem: Problem, reweight: bool = True) -> None:
+    def __init__(
+        self, problem: Problem, reweight: bool = True, corrector_steps: int = 0, corrector_size: float = 1.0
+    ) -> None:
         super().__init__(problem)
+        if not isinstance(corrector_steps, int) or isinstance(corrector_steps, bool) or corrector_steps < 0:
+            raise ValueError(f"corrector_steps must be a non-negative integer, got {corrector_steps!r}")
+        if not isinstance(corrector_size, (int, float)) or not 0 < corrector_size < 2:
+            raise ValueError(f"corrector_size must lie in (0, 2) (the step in units of sigma(t)^2), got {corrector_size!r}")
+        self.corrector_steps = corrector_steps
+        self.corrector_size = float(corrector_size)
         if problem.noise_std > 0:
             raise ValueError(
                 "proposal='bootstrap' follows the noiseless observation trajectory and needs noise_std=0; "
@@ -83,7 +104,21 @@ class BootstrapModel(ParticleModel):
         pb = self.problem
         mean, var = pred["mean"], pred["var"]
         free = mean + var.sqrt() * pb.noise(mean.shape, generator)
-        return pb.from_coef(torch.where(pb.observed, pred["y_next"], free))
+        coef = torch.where(pb.observed, pred["y_next"], free)
+        for _ in range(self.corrector_steps):
+            coef = self._langevin(coef, step, generator)
+        return pb.from_coef(coef)
+
+    def _langevin(self, coef: Tensor, step, generator) -> Tensor:
+        """One unadjusted Langevin step at time ``step.s`` on the free coefficients ``(B, M, *coef)``."""
+        pb = self.problem
+        b, m = coef.shape[:2]
+        x = pb.from_coef(coef)
+        score = checked_score(pb.score, x.reshape(b * m, *pb.event_shape), step.s, pb.chunk_size, step.k - 1)
+        sigma2 = pb.sde.coefficients(step.s, len(pb.event_shape), like=coef).sigma2
+        eps = self.corrector_size * pb.schedule_to_coef(sigma2.expand(b * m, *pb.event_shape).reshape(b, m, *pb.event_shape))
+        moved = coef + eps * pb.to_coef(score.view(b, m, *pb.event_shape)) + (2 * eps).sqrt() * pb.noise(coef.shape, generator)
+        return torch.where(pb.observed, coef, moved)
 
     def finalize(self, x: Tensor) -> Tensor:
         pb = self.problem
