@@ -1,4 +1,8 @@
-"""Moved to :mod:`smcdiff.oracle.linear_gaussian`; this path stays importable for code written against smcdiff 0.1."""
+"""Moved to :mod:`smcdiff.oracle.linear_gaussian`; this path stays importable (as the same module) for code written
+against smcdiff 0.1."""
 
-from .oracle.linear_gaussian import *  # noqa: F401,F403
-from .oracle.linear_gaussian import __all__  # noqa: F401
+import sys
+
+from .oracle import linear_gaussian as _module
+
+sys.modules[__name__] = _module
