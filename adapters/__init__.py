@@ -25,12 +25,12 @@ _LOCATIONS = {
     "ScoreDenoiser": ".denoiser",
     "as_denoiser": ".denoiser",
     "from_deepinv_physics": ".deepinv",
-    "DeepinvDenoiser": ".deepinv",
-    "digits_denoiser": ".deepinv",
-    "DiffUNetScore": ".deepinv",
+    "DeepinvDenoiser": ".deepinv_models",
+    "digits_denoiser": ".deepinv_models",
+    "DiffUNetScore": ".deepinv_models",
 }
 
-_OPTIONAL = {".deepinv"}  # needs an optional extra: reachable by name, left out of ``import *``
+_OPTIONAL = {".deepinv", ".deepinv_models"}  # needs an optional extra: reachable by name, left out of ``import *``
 
 __all__ = [name for name, module in _LOCATIONS.items() if module not in _OPTIONAL]
 
