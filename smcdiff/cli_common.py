@@ -31,27 +31,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(kind):
+def _at_least_zero(kind, strict: bool):
+    """An argparse type: ``kind(text)``, > 0 (``strict``) or >= 0."""
+    word = "positive" if strict else "non-negative"
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a {word} {kind.__name__}, got {text!r}") from None
+        if not (value > 0 if strict else value >= 0):
+            raise argparse.ArgumentTypeError(f"expected a {word} {kind.__name__}, got {text!r}")
         return value
 
     return parse
 
 
+def _positive(kind):
+    return _at_least_zero(kind, strict=True)
+
+
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+    return _at_least_zero(int, strict=False)(text)
 
 
 def _non_negative_float(text: str) -> float:
