@@ -52,7 +52,21 @@ from smcdiff.sde import SDE
 
 K_SIDE = (-2, -1, 0, 1, 2)
 DEFAULT_SEEDS = {8: 20, 80: 8, 800: 3}
-VARIANTS = (("mcgdiff", True), ("mcgdiff", False), ("bootstrap", False), ("twisted", True), ("twisted", False))  # (proposal, noisy)
+VARIANTS = {  # name: (proposal, noisy, twist_variance); "0" = noiseless (sigma_y = 0)
+    "mcgdiff": ("mcgdiff", True, None), "mcgdiff0": ("mcgdiff", False, None), "bootstrap0": ("bootstrap", False, None),
+    "twisted": ("twisted", True, 1.0), "twisted0": ("twisted", False, 1.0),
+    "twisted-inf": ("twisted", True, math.inf), "twisted-inf0": ("twisted", False, math.inf),
+    "twisted-prior": ("twisted", True, "prior"), "twisted-prior0": ("twisted", False, "prior"),
+}
+
+
+def prior_coefficient_variance(weights: Tensor, means: Tensor, covs: Tensor, op: Dense) -> Tensor:
+    """The prior's variance of each coefficient V^T x of the operator (``twisted-prior``): diag(V^T Cov V)."""
+    mean = weights @ means
+    centred = means - mean
+    cov = (weights[:, None, None] * covs).sum(0) + centred.T @ (weights[:, None] * centred)
+    root = torch.linalg.cholesky(cov)
+    return (op.Vt(root.T) ** 2).sum(0)  # row j of root.T is column j of root
 
 
 # ---- problem -----------------------------------------------------------------------------------------
@@ -178,9 +192,11 @@ def run_seed(score, sde, weights, means, covs, d_y, seed, args, steps):
     directions = directions / directions.norm(dim=0, keepdim=True)
     noise = torch.randn(d_y, generator=g, dtype=torch.float64)
     out = {}
-    for proposal, noisy in VARIANTS:
-        if (proposal, noisy) not in args.variants:
-            continue
+    for name in args.variants:
+        proposal, noisy, twist_variance = VARIANTS[name]
+        if twist_variance == "prior":
+            twist_variance = prior_coefficient_variance(weights, means, covs, op)
+        extra = {} if twist_variance is None else {"twist_variance": twist_variance}
         s_y = sigma_y if noisy else 0.0
         y = (ax + s_y * noise)[None]
         post_w, post_means, post_covs = linear_gaussian_mixture_posterior(weights, means, covs, op, y, s_y)
@@ -188,7 +204,7 @@ def run_seed(score, sde, weights, means, covs, d_y, seed, args, steps):
         ref2 = exact_samples(post_w[0], post_means[0], post_covs[0], args.particles, g)
         t0 = time.perf_counter()
         res = smc_sample(score, sde, y, op, noise_std=s_y, particles=args.particles, steps=steps,
-                         proposal=proposal, generator=torch.Generator().manual_seed(10_000 + seed))
+                         proposal=proposal, generator=torch.Generator().manual_seed(10_000 + seed), **extra)
         elapsed = time.perf_counter() - t0
         x, w = res.particles[0].to(torch.float64), res.weights[0]
         lab, lab_ref = components(x, weights, means), components(ref1, weights, means)
@@ -196,7 +212,7 @@ def run_seed(score, sde, weights, means, covs, d_y, seed, args, steps):
         ref_mass = mode_mass(lab_ref, torch.full((len(ref1),), 1 / len(ref1)), k)
         fix = torch.where(smc_mass > 0, post_w[0] / smc_mass.clamp_min(1e-300), torch.zeros_like(smc_mass))
         w_fixed = w * fix[lab]
-        out[proposal, noisy] = dict(
+        out[name] = dict(
             sigma_y=s_y,
             sw=sliced_w2(x, w, ref1, directions),
             floor=sliced_w2(ref2, None, ref1, directions),
@@ -241,14 +257,12 @@ def main() -> None:
     parser.add_argument("--directions", type=int, default=1000)
     parser.add_argument("--operator", choices=["paper", "gaussian"], default="paper")
     parser.add_argument("--score", choices=["auto", "mixture", "isotropic"], default="auto")
-    parser.add_argument("--variants", nargs="+", default=["mcgdiff", "mcgdiff0", "bootstrap0"],
-                        choices=["mcgdiff", "mcgdiff0", "bootstrap0", "twisted", "twisted0"], help="'0' = noiseless (sigma_y = 0)")
+    parser.add_argument("--variants", nargs="+", default=["mcgdiff", "mcgdiff0", "bootstrap0"], choices=list(VARIANTS),
+                        help="'0' = noiseless (sigma_y = 0); twisted-inf: twist_variance = inf; twisted-prior: the "
+                             "prior's variance of each coefficient V^T x")
     parser.add_argument("--verbose", action="store_true", help="print one line per seed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = {"mcgdiff": ("mcgdiff", True), "mcgdiff0": ("mcgdiff", False), "bootstrap0": ("bootstrap", False),
-             "twisted": ("twisted", True), "twisted0": ("twisted", False)}
-    args.variants = [names[v] for v in args.variants]
     cells = parse_cells(args.dims or (["8", "80"] if args.quick else ["8", "80", "800"]))
     n_seeds = lambda d: args.seeds or (2 if args.quick else DEFAULT_SEEDS.get(d, 5))
     sde = VP()
@@ -270,10 +284,12 @@ def main() -> None:
                     rows.setdefault(key, []).append(r)
                     if args.verbose:
                         print(f"  seed {seed} {key}: " + ", ".join(f"{n}={v:.4g}" for n, v in r.items()), flush=True)
-            for (proposal, noisy), rs in rows.items():
+            for name, rs in rows.items():
+                proposal, noisy, twist_variance = VARIANTS[name]
                 col = lambda n: [r[n] for r in rs]
                 s_y = col("sigma_y")
-                label = f"{proposal}, σ_y {'drawn' if noisy else '= 0'}"
+                tv_note = "" if twist_variance in (None, 1.0) else f" (twist variance {twist_variance})"
+                label = f"{proposal}{tv_note}, σ_y {'drawn' if noisy else '= 0'}"
                 sig = f"{sum(s_y) / len(s_y):.3f} [{min(s_y):.3f}, {max(s_y):.3f}]" if noisy else "0"
                 ratio = mean_se(col("sw"))[0] / mean_se(col("floor"))[0]
                 print(f"| {d_x} | {d_y} | {steps} | {label} | {len(rs)} | {sig} | {fmt(col('sw'))} | {fmt(col('floor'))} | "

@@ -70,6 +70,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    default=["bootstrap", "mcgdiff", "twisted"])
     p.add_argument("--particles", type=int, nargs="+", default=[4, 8])
     p.add_argument("--steps", type=int, default=100, help="smcdiff reverse steps")
+    p.add_argument("--kernel", choices=("euler", "ancestral"), default="euler", help="smcdiff reverse kernel")
+    p.add_argument("--twist-variances", type=float, nargs="+", default=[1.0],
+                   help="twist_variance values for the twisted proposal (one row each; 'inf' allowed)")
+    p.add_argument("--smc-runs", nargs="*", default=None, metavar="M:STEPS[:KERNEL]",
+                   help="smcdiff runs as particles:steps[:kernel] (e.g. 10:50:ancestral), instead of --particles x --steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
@@ -277,29 +282,36 @@ def smc_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
         operator = Downsample(4)
         y = operator.bind((1, 8, 8)).A(x)
     rows = []
-    for proposal in args.proposals:
-        for m in args.particles:
+    if args.smc_runs is None:
+        runs = [(m, args.steps, args.kernel) for m in args.particles]
+    else:
+        runs = [(int(p[0]), int(p[1]), p[2] if len(p) > 2 else args.kernel) for p in (r.split(":") for r in args.smc_runs)]
+    settings = [(p, c2) for p in args.proposals for c2 in (args.twist_variances if p == "twisted" else [1.0])]
+    for proposal, c2 in settings:
+        extra = {"twist_variance": c2} if proposal == "twisted" else {}
+        for m, steps, kernel in runs:
             g = torch.Generator().manual_seed(args.seed + 2)
-            name = f"smcdiff {proposal}, M = {m}"
+            name = (f"smcdiff {proposal}" + (f" (twist variance {c2:g})" if c2 != 1.0 else "") + f", M = {m}"
+                    + (f", {kernel}" if kernel != "euler" else ""))
             t0 = time.perf_counter()
             try:
-                res = restore(model, y, operator, noise_std=0.0, particles=m, steps=args.steps, proposal=proposal,
-                              generator=g)
+                res = restore(model, y, operator, noise_std=0.0, particles=m, steps=steps, proposal=proposal,
+                              kernel=kernel, generator=g, **extra)
             except ValueError as err:  # e.g. a non-finite twist gradient; record the failure and go on
                 sec = time.perf_counter() - t0
                 nan = float("nan")
-                rows.append(Row(task, name + " (failed)", f"{args.steps}", nan, nan, nan, nan, nan, nan,
-                                m * args.steps, m * args.steps, proposal == "twisted", nan, nan, nan,
+                rows.append(Row(task, name + " (failed)", f"{steps}", nan, nan, nan, nan, nan, nan,
+                                m * steps, m * steps, proposal == "twisted", nan, nan, nan,
                                 note=f"{type(err).__name__}: {err} (after {sec:.1f} s)"))
                 log(f"[{task}] {name}: FAILED after {sec:.1f} s: {err}")
                 continue
             draws = res.draw(args.k, g)
             evals = res.model_evaluations / n
-            row = score(task, name, f"{args.steps}", draws, x, fit_fn, clf, evals, evals,
+            row = score(task, name, f"{steps}", draws, x, fit_fn, clf, evals, evals,
                         proposal == "twisted", res.seconds / n, res.seconds / n)
             rows.append(row)
             lineages = res.weighted.distinct_final().double().mean().item()
-            log(f"[{task}] smcdiff {proposal} M={m}: {res.seconds:.1f} s, final lineages {lineages:.2f} of {m}")
+            log(f"[{task}] {name}: {res.seconds:.1f} s, final lineages {lineages:.2f} of {m}")
             log("  " + line(row))
     return rows
 

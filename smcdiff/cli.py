@@ -214,6 +214,9 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corrector-steps", type=_non_negative_int, default=0, metavar="K",
                    help="bootstrap only: K Langevin corrector steps after every move, which spread the copies "
                         "resampling makes (K more network calls per step; a small bias; default %(default)s)")
+    p.add_argument("--twist-variance", type=_positive(float), default=1.0, metavar="C2",
+                   help="twisted only: the data's variance per observed coefficient, which sets the twist's spread "
+                        "(default %(default)s, for images in [-1, 1]; 'inf' for the scale-free sigma_t^2 / alpha_t^2)")
     p.add_argument("--draws", type=_positive(int), default=4, help="equally weighted draws to show (default %(default)s)")
     p.add_argument("--truth", type=Path, default=None, metavar="GT.png",
                    help="ground truth at the model's size: adds a column and PSNR (a folder of files named as the inputs in batch mode)")

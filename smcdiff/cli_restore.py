@@ -65,8 +65,12 @@ def _check_task_options(args: argparse.Namespace) -> None:
             raise UserError("--proposal applies to --method smc")
         if args.corrector_steps:
             raise UserError("--corrector-steps applies to --method smc")
+        if args.twist_variance != 1.0:
+            raise UserError("--twist-variance applies to --method smc --proposal twisted")
     elif args.corrector_steps and (args.proposal or ("bootstrap" if args.noise == 0 else "mcgdiff")) != "bootstrap":
         raise UserError("--corrector-steps applies to the bootstrap proposal (noiseless observations)")
+    elif args.twist_variance != 1.0 and args.proposal != "twisted":
+        raise UserError("--twist-variance applies to --proposal twisted")
 
 
 def _expand_inputs(paths: list[Path]) -> tuple[list[Path], bool]:
@@ -204,7 +208,7 @@ def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.
 
     common = dict(
         particles=args.particles, steps=args.steps, method=args.method, proposal=args.proposal, kernel=args.kernel,
-        corrector_steps=args.corrector_steps,
+        corrector_steps=args.corrector_steps, twist_variance=args.twist_variance,
         noise_std=args.noise, generator=_generator(args.seed, device), progress=population is None or population.rank == 0,
         device=device, population=population,
     )

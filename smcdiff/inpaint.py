@@ -104,6 +104,7 @@ def inpaint(
     ess_threshold: float = 0.5,
     corrector_steps: int = 0,
     corrector_size: float = 1.0,
+    twist_variance: float | Tensor = 1.0,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     progress: bool = False,
@@ -125,7 +126,7 @@ def inpaint(
     steps, grid : reverse steps (default 250) or explicit times, as in :func:`smcdiff.restore`.
     method : "smc" (weighted; converges as M grows to the posterior of the discretised model) or
         "replacement" (RePaint-style baseline; biased even with an exact score).
-    proposal, kernel, resampling, ess_threshold, corrector_steps, corrector_size : SMC options, see
+    proposal, kernel, resampling, ess_threshold, corrector_steps, corrector_size, twist_variance : SMC options, see
         :func:`smcdiff.smc_sample`.
     generator : torch.Generator, the only source of randomness.
     chunk_size : at most this many particles per network call.
@@ -143,6 +144,6 @@ def inpaint(
     return restore(
         score, image, mask, noise_std=noise_std, particles=particles, steps=steps, grid=grid, method=method,
         proposal=proposal, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
-        corrector_steps=corrector_steps, corrector_size=corrector_size, generator=generator,
+        corrector_steps=corrector_steps, corrector_size=corrector_size, twist_variance=twist_variance, generator=generator,
         chunk_size=chunk_size, progress=progress, callback=callback, device=device, population=population,
     )

@@ -25,6 +25,7 @@ from .particles import Population, WeightedSamples
 from .proposals import Proposal
 from .resampling import Resampling
 from .score import ScoreModel
+from .proposals.twisted import is_default_twist_variance
 from .smc import smc_sample
 
 __all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAULT_PARTICLES"]
@@ -145,6 +146,7 @@ def restore(
     ess_threshold: float = 0.5,
     corrector_steps: int = 0,
     corrector_size: float = 1.0,
+    twist_variance: float | Tensor = 1.0,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     progress: bool = False,
@@ -171,8 +173,8 @@ def restore(
         sampled on that grid, so the network is never queried between its training steps.
     method : ``"smc"`` (weighted; converges as M grows to the posterior of the discretised model) or
         ``"replacement"`` (RePaint-style baseline, noiseless only; biased even with an exact score).
-    proposal, kernel, resampling, ess_threshold, corrector_steps, corrector_size, chunk_size, denoise_last,
-    callback : see :func:`smcdiff.smc_sample`.
+    proposal, kernel, resampling, ess_threshold, corrector_steps, corrector_size, twist_variance, chunk_size,
+    denoise_last, callback : see :func:`smcdiff.smc_sample`.
     generator : torch.Generator, the only source of randomness.
     progress : tqdm progress bar.
     device : run the model and the particles here (default: the model's device).
@@ -209,12 +211,12 @@ def restore(
         proposal = ("bootstrap" if noise_std == 0 else "mcgdiff") if proposal is None else proposal
         out = smc_sample(score, score.sde, y, op, noise_std=noise_std, proposal=proposal, resampling=resampling,
                          ess_threshold=ess_threshold, corrector_steps=corrector_steps,
-                         corrector_size=corrector_size, **common)
+                         corrector_size=corrector_size, twist_variance=twist_variance, **common)
     else:
         if noise_std != 0:
             raise ValueError("method='replacement' overwrites the observed part and needs noise_std=0")
-        if proposal is not None or corrector_steps != 0:
-            raise ValueError("proposal and corrector_steps apply to method='smc' only")
+        if proposal is not None or corrector_steps != 0 or not is_default_twist_variance(twist_variance):
+            raise ValueError("proposal, corrector_steps and twist_variance apply to method='smc' only")
         out = replacement_sample(score, score.sde, y, op, **common)
     seconds = time.perf_counter() - t0
     if out is None:  # a sharded run gathers the particles on another process
@@ -222,6 +224,7 @@ def restore(
     n_steps = out.ess.shape[0]
     evaluations = y.shape[0] * particles * (n_steps * (1 + corrector_steps) + int(denoise_last))
     settings = dict(steps=n_steps, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
-                    denoise_last=denoise_last, corrector_steps=corrector_steps, corrector_size=corrector_size)
+                    denoise_last=denoise_last, corrector_steps=corrector_steps, corrector_size=corrector_size,
+                    twist_variance=twist_variance)
     return RestoreResult(out.particles, out.log_weights, y, op, float(noise_std), out, method,
                          proposal if method == "smc" else None, evaluations, seconds, settings)

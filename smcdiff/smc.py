@@ -39,6 +39,7 @@ from .dynamics import (
 from .operators import Operator, as_operator
 from .particles import Population, Problem, StepInfo, WeightedSamples, run_particles
 from .proposals import PROPOSALS, Proposal
+from .proposals.twisted import is_default_twist_variance
 from .resampling import RESAMPLERS, Resampling
 from .score import ScoreFn, check_chunk_size
 from .sde import SDE
@@ -173,6 +174,7 @@ def smc_sample(
     ess_threshold: float = 0.5,
     corrector_steps: int = 0,
     corrector_size: float = 1.0,
+    twist_variance: float | Tensor = 1.0,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     progress: bool = False,
@@ -207,6 +209,14 @@ def smc_sample(
         rejuvenation; K more score evaluations per step). They spread the copies that resampling makes,
         at the price of a small bias: the limit is no longer exactly the discretised model's posterior
         (see :mod:`smcdiff.proposals.bootstrap` and BENCHMARKS.md). Default 0: off.
+    twist_variance : ``proposal="twisted"`` only: the data's variance c^2 per observed coefficient (a number,
+        or a tensor broadcastable to the operator's coefficient shape, e.g. ``op.Vt(x_train).var(0)``), which
+        sets the twist's variance c^2 sigma_t^2 / (alpha_t^2 c^2 + sigma_t^2) (the spread of x_0 given x_t
+        for Gaussian data of that variance). 1.0 (the default) suits data scaled to unit range, like
+        images in [-1, 1]; data on a larger scale need their own variance, or ``float("inf")`` for the
+        scale-free sigma_t^2 / alpha_t^2. Too small a value over-trusts the twist at high noise and
+        collapses the particles onto few modes (BENCHMARKS.md, the 25-mode mixture). Any value keeps the
+        limit in M.
     generator : torch.Generator, optional; the only source of randomness.
     chunk_size : at most this many particles per score call (all B*M go in one call by default).
     progress : tqdm progress bar.
@@ -231,10 +241,14 @@ def smc_sample(
         score, sde, y, observation, noise_std=noise_std, particles=population.local_particles(particles), steps=steps,
         grid=grid, kernel=kernel, chunk_size=chunk_size,
     )
+    if proposal != "bootstrap" and corrector_steps != 0:
+        raise ValueError(f"corrector_steps applies to proposal='bootstrap' only, got proposal={proposal!r}")
+    if proposal != "twisted" and not is_default_twist_variance(twist_variance):
+        raise ValueError(f"twist_variance applies to proposal='twisted' only, got proposal={proposal!r}")
     if proposal == "bootstrap":
         model = PROPOSALS[proposal](problem, corrector_steps=corrector_steps, corrector_size=corrector_size)
-    elif corrector_steps != 0:
-        raise ValueError(f"corrector_steps applies to proposal='bootstrap' only, got proposal={proposal!r}")
+    elif proposal == "twisted":
+        model = PROPOSALS[proposal](problem, data_variance=twist_variance)
     else:
         model = PROPOSALS[proposal](problem)
     return run_particles(

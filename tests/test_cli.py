@@ -393,3 +393,15 @@ def test_corrector_steps_run_and_are_refused_where_they_do_not_apply(smcdiff, fi
     one_line_error(smcdiff(*base, "--corrector-steps", "1", "--method", "replacement"), "--corrector-steps")
     one_line_error(smcdiff(*base, "--corrector-steps", "1", "--proposal", "mcgdiff"), "--corrector-steps")
     one_line_error(smcdiff(*base, "--corrector-steps", "-1"), "--corrector-steps")
+
+
+def test_twist_variance_runs_with_the_twisted_proposal_only(smcdiff, files, tmp_path):
+    base = ["inpaint", files["digit"], "--box", "2,2,4,4", *TINY, "--out", tmp_path / "o.png"]
+    out = smcdiff(*base, "--proposal", "twisted", "--twist-variance", "inf", "--save", tmp_path / "run.npz")
+    assert out.returncode == 0, out.stderr
+    from smcdiff import load_result
+
+    assert load_result(tmp_path / "run.npz").settings["twist_variance"] == "inf"
+    one_line_error(smcdiff(*base, "--twist-variance", "4"), "--twist-variance")
+    one_line_error(smcdiff(*base, "--twist-variance", "4", "--method", "replacement"), "--twist-variance")
+    one_line_error(smcdiff(*base, "--proposal", "twisted", "--twist-variance", "0"), "--twist-variance")

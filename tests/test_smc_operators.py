@@ -73,6 +73,7 @@ OPERATORS = {
 
 CASES = [(name, s, "mcgdiff") for name in OPERATORS for s in (0.0, 0.05, 1.0)] + [
     ("dense", 0.0, "twisted"), ("dense", 1.0, "twisted"), ("mask", 0.0, "twisted"), ("downsample", 0.05, "twisted"),
+    ("dense", 0.05, "twisted:inf"),  # the scale-free twist variance sigma_t^2 / alpha_t^2
 ]
 
 
@@ -87,8 +88,10 @@ def runs(request):
     flat_op = op if op.in_shape == (d,) else Dense(explicit(op), in_shape=None)  # the oracle works on flat x
     y = observe(op, mean, cov, noise_std, seed=7)
     wrapped = _FlatScore(score, op.in_shape)
+    proposal, _, twist_variance = proposal.partition(":")
+    extra = {"twist_variance": float(twist_variance)} if twist_variance else {}
     out = smc_sample(wrapped, sde, y, op, noise_std=noise_std, particles=M, steps=STEPS, proposal=proposal,
-                     generator=torch.Generator().manual_seed(11))
+                     generator=torch.Generator().manual_seed(11), **extra)
     disc_mean, disc_cov = ref.discretised_law(ref.vp(), mean, cov, STEPS)
     y_flat = y.reshape(y.shape[0], -1) if flat_op is not op else y
     k_mean, k_cov = linear_gaussian_posterior(disc_mean, disc_cov, flat_op, y_flat, noise_std)
@@ -295,3 +298,53 @@ def test_twisted_chunks_do_not_change_the_result():
     chunked = smc_sample(score, sde, y, op, **kw, chunk_size=5, generator=torch.Generator().manual_seed(2))
     assert whole.particles.shape == (2, 6, 3)
     assert torch.allclose(whole.particles, chunked.particles) and torch.allclose(whole.log_weights, chunked.log_weights)
+
+
+def test_twist_variance_is_checked_and_only_accepted_by_the_twisted_proposal():
+    sde = VP()
+    score = GaussianScore(torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64), sde)
+    y = torch.zeros(2, 3, dtype=F64)
+    mask = torch.tensor([True, False, False])
+    kw = dict(particles=4, steps=3, generator=torch.Generator().manual_seed(0))
+    for bad in (0.0, -1.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="twist_variance"):
+            smc_sample(score, sde, y, mask, proposal="twisted", twist_variance=bad, **kw)
+    for proposal in ("bootstrap", "mcgdiff"):
+        with pytest.raises(ValueError, match="twist_variance"):
+            smc_sample(score, sde, y, mask, proposal=proposal, twist_variance=4.0, **kw)
+
+
+def test_a_larger_twist_variance_weakens_the_guidance():
+    """The twist's gradient at high noise shrinks as the variance grows (c^2 = 1, 100, inf), so the first
+    move's shift toward y shrinks; with the same noise the particles after one step order accordingly."""
+    sde = VP()
+    score = GaussianScore(torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64), sde)
+    y = torch.full((1, 2), 3.0, dtype=F64)
+    mask = torch.tensor([True, False])
+    first = {}
+    for c2 in (1.0, 100.0, float("inf")):
+        seen = []
+        smc_sample(score, sde, y, mask, proposal="twisted", twist_variance=c2, particles=64, steps=4,
+                   generator=torch.Generator().manual_seed(0),
+                   callback=lambda info: seen.append(info.particles.clone()) if info.step == 3 else None)
+        first[c2] = seen[0][..., 0].mean().item()
+    assert first[1.0] > first[100.0] > first[float("inf")]
+
+
+def test_twist_variance_may_be_given_per_coefficient():
+    """A tensor on the coefficient grid: equal entries reproduce the number bit for bit, inf entries are allowed,
+    shapes that do not broadcast to the coefficients are refused."""
+    sde = VP()
+    score = GaussianScore(torch.zeros(4, dtype=F64), torch.eye(4, dtype=F64) * 2, sde)
+    op = Dense(torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=F64))
+    y = torch.randn(2, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
+    kw = dict(proposal="twisted", particles=8, steps=5, noise_std=0.1)
+    run = lambda c2: smc_sample(score, sde, y, op, twist_variance=c2, generator=torch.Generator().manual_seed(5), **kw)
+    number, tensor = run(3.0), run(torch.full(op.coef_shape, 3.0, dtype=F64))
+    assert torch.equal(number.particles, tensor.particles) and torch.equal(number.log_weights, tensor.log_weights)
+    mixed = run(torch.tensor([3.0, float("inf"), 1.0, 1.0], dtype=F64)[: op.coef_shape[0]])
+    assert torch.isfinite(mixed.particles).all()
+    with pytest.raises(ValueError, match="twist_variance"):
+        run(torch.ones(7, dtype=F64))
+    with pytest.raises(ValueError, match="twist_variance"):
+        run(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=F64)[: op.coef_shape[0]])

@@ -7,8 +7,17 @@ replacing x_0 with Tweedie's denoiser x0_hat(x_k) = (x_k + sigma_k^2 s(x_k, t_k)
     rho_k = sigma_k^2 / (alpha_k^2 + sigma_k^2),
 
 with r_i = sigma_y^2 / s_i^2 the observation variance of coefficient i and rho_k the variance of x_0
-given x_t for unit-variance Gaussian data (the pseudo-inverse-guidance choice): it covers p(x_0 | x_t)'s
-spread at high noise (rho -> 1), so the guidance stays bounded there, and vanishes as t -> 0.
+given x_t for Gaussian data of variance c^2 (the pseudo-inverse-guidance choice),
+
+    rho_k = c^2 sigma_k^2 / (alpha_k^2 c^2 + sigma_k^2)        (c^2 = ``twist_variance``, default 1),
+
+which covers p(x_0 | x_t)'s spread at high noise (rho -> c^2), so the guidance stays bounded there, and
+vanishes as t -> 0. c^2 = 1 suits data of unit scale (images in [-1, 1]); data on a larger scale need
+their own variance, or c^2 = inf (rho_k = sigma_k^2 / alpha_k^2, no scale assumed). Too small a c^2
+over-trusts the twist at high noise, where p(x_0 | x_t) is multimodal, and sends the particles to few
+modes (BENCHMARKS.md: on the 25-mode mixture, whose coordinates have variance ~130, c^2 = 1 leaves one
+lineage; c^2 = 130 or inf keep hundreds). :meth:`TwistedModel.log_twist` can be overridden with any
+other twist (an exact one where it is known, as the mixture benchmark does).
 Each step moves every particle with the reverse kernel N(mu, v) shifted by the twist's gradient,
 
     q(x_{k-1} | x_k) = N(mu(x_k) + v grad_x log p~_k(y | x_k), v)        (autograd through the score)
@@ -33,14 +42,40 @@ from ..dynamics import reverse_step
 from ..particles import ParticleModel, Problem
 from ..sde import _normal_log_prob
 
-__all__ = ["TwistedModel"]
+__all__ = ["TwistedModel", "is_default_twist_variance"]
+
+
+def is_default_twist_variance(value: object) -> bool:
+    """Whether ``twist_variance`` was left at its default (the samplers refuse other values for other proposals)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1.0
+
+
+def _check_data_variance(value: float | Tensor, coef_shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """``twist_variance`` as a tensor like ``like`` broadcastable to the coefficient grid, every entry > 0."""
+    if isinstance(value, Tensor):
+        if not value.is_floating_point() or not bool((value > 0).all()):
+            raise ValueError("twist_variance must be a floating-point tensor of positive values (inf allowed)")
+        try:
+            shape = torch.broadcast_shapes(value.shape, coef_shape)
+        except RuntimeError:
+            shape = None
+        if shape != coef_shape:
+            raise ValueError(
+                f"twist_variance of shape {tuple(value.shape)} does not broadcast to the operator's coefficient "
+                f"shape {coef_shape}"
+            )
+        return value.detach().to(dtype=like.dtype, device=like.device)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"twist_variance must be a positive number (or float('inf')) or a tensor, got {value!r}")
+    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
 
 
 class TwistedModel(ParticleModel):
     """The twisted (TDS) particle model on a :class:`Problem`; needs a score that supports autograd."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, data_variance: float | Tensor = 1.0) -> None:
         super().__init__(problem)
+        self.data_variance = _check_data_variance(data_variance, tuple(problem.operator.coef_shape), problem.y)
         self._pending: Tensor | None = None  # log p/q of the last move, per current particle
         self._prev_twist: Tensor | None = None  # log p~ at each current particle's parent
 
@@ -66,19 +101,30 @@ class TwistedModel(ParticleModel):
                     "does not depend on x through autograd (computed under no_grad or outside torch); use "
                     "proposal='mcgdiff' or 'bootstrap' with this score"
                 )
-            x0 = pb.sde.tweedie(xg, t, s)
-            xbar0 = pb.operator.Vt(x0)
-            alpha, sigma2 = pb.coefficients_at(float(t[0]))
-            rho = (sigma2 / (alpha**2 + sigma2))[0]
-            var = pb.r[rows, 0] + rho
-            obs = pb.observed[rows, 0]
-            # per-coordinate terms in float64 before the sum over coordinates (thousands for an image)
-            log_p = _normal_log_prob(pb.ybar[rows, 0].double(), xbar0.double(), torch.where(obs, var, torch.ones_like(var)).double())
-            log_p = torch.where(obs, log_p, torch.zeros_like(log_p)).flatten(1).sum(1)
+            log_p = self.log_twist(xg, t, s, rows)
             (grad,) = torch.autograd.grad(log_p.sum(), xg)
         if not (torch.isfinite(s).all() and torch.isfinite(grad).all()):
             raise ValueError(f"score or twist gradient returned non-finite values at step {k} (t = {t[0].item():.6g})")
         return s.detach(), log_p.detach(), grad
+
+    def log_twist(self, x: Tensor, t: Tensor, score: Tensor, rows: Tensor) -> Tensor:
+        """log p~(y | x_t) per particle ``(c,)`` float64, differentiable in ``x`` through ``score``.
+
+        ``x: (c, *event)`` particles at times ``t: (c,)`` whose observations are the rows ``rows: (c,)``
+        of y. Override to use another twist; any function of x_t keeps the sampler's limit.
+        """
+        pb = self.problem
+        x0 = pb.sde.tweedie(x, t, score)
+        xbar0 = pb.operator.Vt(x0)
+        alpha, sigma2 = pb.coefficients_at(float(t[0]))
+        c2 = self.data_variance
+        finite = torch.where(torch.isinf(c2), torch.ones_like(c2), c2)
+        rho = torch.where(torch.isinf(c2), sigma2 / alpha**2, finite * sigma2 / (alpha**2 * finite + sigma2))[0]
+        var = pb.r[rows, 0] + rho
+        obs = pb.observed[rows, 0]
+        # per-coordinate terms in float64 before the sum over coordinates (thousands for an image)
+        log_p = _normal_log_prob(pb.ybar[rows, 0].double(), xbar0.double(), torch.where(obs, var, torch.ones_like(var)).double())
+        return torch.where(obs, log_p, torch.zeros_like(log_p)).flatten(1).sum(1)
 
     def predict(self, x, step, generator):
         pb = self.problem
