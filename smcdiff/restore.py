@@ -23,9 +23,9 @@ from .dynamics import Callback, Kernel
 from .operators import Mask, Operator, as_operator
 from .particles import Population, WeightedSamples
 from .proposals import Proposal
+from .proposals.twisted import is_default_twist_variance
 from .resampling import Resampling
 from .score import ScoreModel
-from .proposals.twisted import is_default_twist_variance
 from .smc import smc_sample
 
 __all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAULT_PARTICLES"]

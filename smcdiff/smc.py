@@ -248,7 +248,7 @@ def smc_sample(
     if proposal == "bootstrap":
         model = PROPOSALS[proposal](problem, corrector_steps=corrector_steps, corrector_size=corrector_size)
     elif proposal == "twisted":
-        model = PROPOSALS[proposal](problem, data_variance=twist_variance)
+        model = PROPOSALS[proposal](problem, twist_variance=twist_variance)
     else:
         model = PROPOSALS[proposal](problem)
     return run_particles(

@@ -4,19 +4,19 @@ The twisting function at grid time t_k approximates the likelihood of the observ
 replacing x_0 with Tweedie's denoiser x0_hat(x_k) = (x_k + sigma_k^2 s(x_k, t_k)) / alpha_k:
 
     log p~_k(y | x_k) = sum_obs log N(y_bar_i; (V^T x0_hat(x_k))_i, r_i + rho_k),
-    rho_k = sigma_k^2 / (alpha_k^2 + sigma_k^2),
 
 with r_i = sigma_y^2 / s_i^2 the observation variance of coefficient i and rho_k the variance of x_0
 given x_t for Gaussian data of variance c^2 (the pseudo-inverse-guidance choice),
 
-    rho_k = c^2 sigma_k^2 / (alpha_k^2 c^2 + sigma_k^2)        (c^2 = ``twist_variance``, default 1),
+    rho_k = c^2 sigma_k^2 / (alpha_k^2 c^2 + sigma_k^2)        (c^2 = ``twist_variance``, default 1;
+                                                               a number or one per coefficient),
 
 which covers p(x_0 | x_t)'s spread at high noise (rho -> c^2), so the guidance stays bounded there, and
 vanishes as t -> 0. c^2 = 1 suits data of unit scale (images in [-1, 1]); data on a larger scale need
 their own variance, or c^2 = inf (rho_k = sigma_k^2 / alpha_k^2, no scale assumed). Too small a c^2
 over-trusts the twist at high noise, where p(x_0 | x_t) is multimodal, and sends the particles to few
 modes (BENCHMARKS.md: on the 25-mode mixture, whose coordinates have variance ~130, c^2 = 1 leaves one
-lineage; c^2 = 130 or inf keep hundreds). :meth:`TwistedModel.log_twist` can be overridden with any
+lineage; c^2 = 137 or inf keep 150-180). :meth:`TwistedModel.log_twist` can be overridden with any
 other twist (an exact one where it is known, as the mixture benchmark does).
 Each step moves every particle with the reverse kernel N(mu, v) shifted by the twist's gradient,
 
@@ -50,7 +50,7 @@ def is_default_twist_variance(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1.0
 
 
-def _check_data_variance(value: float | Tensor, coef_shape: tuple[int, ...], like: Tensor) -> Tensor:
+def _check_twist_variance(value: float | Tensor, coef_shape: tuple[int, ...], like: Tensor) -> Tensor:
     """``twist_variance`` as a tensor like ``like`` broadcastable to the coefficient grid, every entry > 0."""
     if isinstance(value, Tensor):
         if not value.is_floating_point() or not bool((value > 0).all()):
@@ -73,9 +73,9 @@ def _check_data_variance(value: float | Tensor, coef_shape: tuple[int, ...], lik
 class TwistedModel(ParticleModel):
     """The twisted (TDS) particle model on a :class:`Problem`; needs a score that supports autograd."""
 
-    def __init__(self, problem: Problem, data_variance: float | Tensor = 1.0) -> None:
+    def __init__(self, problem: Problem, twist_variance: float | Tensor = 1.0) -> None:
         super().__init__(problem)
-        self.data_variance = _check_data_variance(data_variance, tuple(problem.operator.coef_shape), problem.y)
+        self.twist_variance = _check_twist_variance(twist_variance, tuple(problem.operator.coef_shape), problem.y)
         self._pending: Tensor | None = None  # log p/q of the last move, per current particle
         self._prev_twist: Tensor | None = None  # log p~ at each current particle's parent
 
@@ -117,7 +117,7 @@ class TwistedModel(ParticleModel):
         x0 = pb.sde.tweedie(x, t, score)
         xbar0 = pb.operator.Vt(x0)
         alpha, sigma2 = pb.coefficients_at(float(t[0]))
-        c2 = self.data_variance
+        c2 = self.twist_variance
         finite = torch.where(torch.isinf(c2), torch.ones_like(c2), c2)
         rho = torch.where(torch.isinf(c2), sigma2 / alpha**2, finite * sigma2 / (alpha**2 * finite + sigma2))[0]
         var = pb.r[rows, 0] + rho
