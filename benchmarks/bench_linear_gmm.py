@@ -204,7 +204,8 @@ def run_seed(score, sde, weights, means, covs, d_y, seed, args, steps):
         ref2 = exact_samples(post_w[0], post_means[0], post_covs[0], args.particles, g)
         t0 = time.perf_counter()
         res = smc_sample(score, sde, y, op, noise_std=s_y, particles=args.particles, steps=steps,
-                         proposal=proposal, generator=torch.Generator().manual_seed(10_000 + seed), **extra)
+                         proposal=proposal, ess_threshold=args.ess_threshold,
+                         generator=torch.Generator().manual_seed(10_000 + seed), **extra)
         elapsed = time.perf_counter() - t0
         x, w = res.particles[0].to(torch.float64), res.weights[0]
         lab, lab_ref = components(x, weights, means), components(ref1, weights, means)
@@ -254,6 +255,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help=f"observation seeds per cell (default {DEFAULT_SEEDS})")
     parser.add_argument("--steps", type=int, nargs="+", default=[100])
     parser.add_argument("--particles", type=int, default=1000)
+    parser.add_argument("--ess-threshold", type=float, default=0.5, help="resample when ESS < this * M (0: never)")
     parser.add_argument("--directions", type=int, default=1000)
     parser.add_argument("--operator", choices=["paper", "gaussian"], default="paper")
     parser.add_argument("--score", choices=["auto", "mixture", "isotropic"], default="auto")
@@ -267,7 +269,7 @@ def main() -> None:
     n_seeds = lambda d: args.seeds or (2 if args.quick else DEFAULT_SEEDS.get(d, 5))
     sde = VP()
     print(f"CPU, {args.threads} thread(s); M = {args.particles:,}, L = {args.directions:,} directions, "
-          f"operator = {args.operator}, steps = {args.steps}")
+          f"operator = {args.operator}, steps = {args.steps}, ESS threshold = {args.ess_threshold}")
     print("\n| d_x | d_y | N | variant | seeds | σ_y mean [min, max] | SW(SMC) | SW(floor) | ratio | "
           "TV modes SMC | TV modes floor | SW(SMC, mode weights fixed) | final ESS | lineages at t_N | time/run s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
