@@ -28,11 +28,12 @@ that tell where the error comes from:
   half: alpha_t m_k spreads beyond sigma_t);
 - final ESS.
 
-Variants: ``bootstrap`` (SMCDiff), ``bootstrap+K`` (K Langevin corrector steps per move),
-``bootstrap@E`` (ESS threshold E instead of 0.5), ``mcgdiff``, ``twisted`` (TDS with the default twist
-variance, ``twist_variance=1``, meant for data of unit scale), ``twisted:C`` (``twist_variance=C``; ``prior`` for the prior
-variance of the observed coefficient, 137 for the mask task; ``inf`` for the scale-free sigma_t^2 / alpha_t^2), ``exact-twist`` (TDS with the exact log p(y | x_t) of the mixture, as a bound on
-what a better twist could reach), and ``azula`` / ``azula:C`` (azula 0.11's ``TDSSampler``, optional:
+Variants: ``bootstrap`` (SMCDiff), ``bootstrap+K`` (K Langevin corrector steps per move), ``V@E`` (any
+SMC variant V with the ESS threshold E instead of 0.5, e.g. ``bootstrap@0``, ``twisted@0:prior``),
+``mcgdiff``, ``twisted`` (TDS with the default twist variance, ``twist_variance=1``, meant for data of
+unit scale), ``twisted:C`` (``twist_variance=C``; ``prior`` for the prior variance of the observed
+coefficient, 137 for the mask task; ``inf`` for the scale-free sigma_t^2 / alpha_t^2), ``exact-twist``
+(TDS with the exact log p(y | x_t) of the mixture, as a bound on what a better twist could reach), and ``azula`` / ``azula:C`` (azula 0.11's ``TDSSampler``, optional:
 ``pip install --no-deps azula``; its twist N(y; A x0_hat, sigma_y^2 + C (sigma_t / alpha_t)^2), C = 1 by
 default; it resamples multinomially at every step and returns unweighted samples; it draws from torch's
 global RNG, seeded per run). ``--equal-time V`` adds, for each listed variant V, a run whose M is chosen
@@ -148,12 +149,13 @@ def run_smc(task: Task, sde: VP, score, variant: str, m: int, steps: int, seed: 
     """(particles (M, d), normalised weights (M,), lineages at t_N, resampled (steps,), final ESS)."""
     kw: dict = {}
     name, _, option = variant.partition(":")
+    name, _, ess = name.partition("@")
+    if ess:
+        kw["ess_threshold"] = float(ess)
     if name.startswith("bootstrap"):
         kw["proposal"] = "bootstrap"
         if "+" in name:
             kw["corrector_steps"] = int(name.split("+")[1])
-        if "@" in name:
-            kw["ess_threshold"] = float(name.split("@")[1])
     elif name == "mcgdiff":
         kw["proposal"] = name
     elif name == "exact-twist":
