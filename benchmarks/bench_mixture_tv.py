@@ -124,7 +124,10 @@ class ExactTwistModel(TwistedModel):
 
     Registered (per task) as the proposal ``"exact-twist"``: a new proposal is one subclass and one entry
     in ``PROPOSALS``. Given component k, x_0 | x_t ~ N(m_k + alpha / v (x_t - alpha m_k), sigma^2 / v I) with
-    v = alpha^2 + sigma^2, so a^T x_0 + sigma_y eps is a 25-component Gaussian mixture in y."""
+    v = alpha^2 + sigma^2, so a^T x_0 + sigma_y eps is a 25-component Gaussian mixture in y. Every coordinate
+    moves by the twist's gradient (the Gaussian linearisation of the default move is not this twist)."""
+
+    linearised_observed = False
 
     def __init__(self, problem, task: Task) -> None:
         super().__init__(problem)

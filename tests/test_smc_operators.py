@@ -34,7 +34,7 @@ from smcdiff.dynamics import time_steps
 from smcdiff.operators import Blur, Dense, Downsample, Grayscale, Mask
 from smcdiff.oracle.gaussian import _condition_linear, _singular_observation
 from smcdiff.particles import Step
-from smcdiff.proposals import PROPOSALS
+from smcdiff.proposals import PROPOSALS, TwistedModel
 from smcdiff.smc import build_problem
 
 F64 = torch.float64
@@ -348,3 +348,27 @@ def test_twist_variance_may_be_given_per_coefficient():
         run(torch.ones(7, dtype=F64))
     with pytest.raises(ValueError, match="twist_variance"):
         run(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=F64)[: op.coef_shape[0]])
+
+
+class _GradientOnlyTwisted(TwistedModel):
+    """The twisted model with the plain TDS move: observed coefficients shifted by the gradient too."""
+
+    linearised_observed = False
+
+
+def test_the_twisted_move_of_observed_coefficients_keeps_the_weights_even(monkeypatch):
+    """On N(0, c^2 I) with twist_variance = c^2 the twist's Gaussian model is exact, so what remains of the weight
+    variance comes from the move. Moving observed coefficients toward the twist at the destination time keeps
+    the per-step ESS of 200 particles above 50 at every step (measured: >= 109); the first-order gradient move
+    of plain TDS cannot follow the twist as it sharpens near t = 0 and falls below 20 (measured: 7-12)."""
+    d, c2, m = 16, 2.0, 200
+    sde = VP()
+    score = GaussianScore(torch.zeros(d, dtype=F64), c2 * torch.eye(d, dtype=F64), sde)
+    mask = torch.arange(d) < d // 2
+    y = 1.5 * torch.randn(4, d, generator=torch.Generator().manual_seed(0), dtype=F64)
+    kw = dict(particles=m, steps=50, proposal="twisted", twist_variance=c2)
+    out = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), **kw)
+    assert out.ess.min() > m / 4
+    monkeypatch.setitem(PROPOSALS, "twisted", _GradientOnlyTwisted)
+    plain = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), **kw)
+    assert plain.ess[-1].max() < m / 10

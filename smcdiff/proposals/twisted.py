@@ -16,18 +16,31 @@ vanishes as t -> 0. c^2 = 1 suits data of unit scale (images in [-1, 1]); data o
 their own variance, or c^2 = inf (rho_k = sigma_k^2 / alpha_k^2, no scale assumed). Too small a c^2
 over-trusts the twist at high noise, where p(x_0 | x_t) is multimodal, and sends the particles to few
 modes (BENCHMARKS.md: on the 25-mode mixture, whose coordinates have variance ~130, c^2 = 1 leaves one
-lineage; c^2 = 137 or inf keep 150-180). :meth:`TwistedModel.log_twist` can be overridden with any
+lineage; c^2 = 137 or inf keep 200-250). :meth:`TwistedModel.log_twist` can be overridden with any
 other twist (an exact one where it is known, as the mixture benchmark does).
-Each step moves every particle with the reverse kernel N(mu, v) shifted by the twist's gradient,
+Each step moves the particles in two parts. The free (unobserved) coefficients follow the reverse kernel
+N(mu, v) shifted by the twist's gradient (TDS),
 
-    q(x_{k-1} | x_k) = N(mu(x_k) + v grad_x log p~_k(y | x_k), v)        (autograd through the score)
+    q(x_{k-1} | x_k) = N(mu(x_k) + v grad_x log p~_k(y | x_k), v)        (autograd through the score),
 
-and weighs it by  p(x_{k-1} | x_k) p~_{k-1}(y | x_{k-1}) / (q(x_{k-1} | x_k) p~_k(y | x_k)). The last step
+with the shift capped at the size of the step's own noise, ||v grad|| <= sqrt(sum_free v) per particle (an
+imperfect network's Jacobian, amplified by 1/alpha_t at high noise, can otherwise throw particles off the
+data). The observed coefficients take the locally optimal Gaussian move toward the twist at the
+*destination* time t_{k-1}: the twist's own Gaussian model of x_0 given x_s (spread rho_s, and Tweedie
+slope J_s = alpha_s c^2 / (alpha_s^2 c^2 + sigma_s^2), or 1 / alpha_s for c^2 = inf) makes
+log p~_{k-1} linear-Gaussian in x_bar_{k-1}, anchored at the current x0_hat(x_k) (along the exact reverse process
+the denoiser is a martingale, E[x0_hat(x_{k-1}) | x_k] = x0_hat(x_k)), so per observed coefficient
+
+    x_bar_{k-1} ~ N(mu + v J (y_bar - x0_hat) / (R + v J^2),  v R / (R + v J^2)),     R = r + rho_{k-1}.
+
+A first-order gradient step uses the twist at t_k instead and cannot follow it where it sharpens
+(rho_t shrinks in proportion to t near the data): in 64-256 dimensions that concentrated the weights
+on a handful of particles in the last steps (BENCHMARKS.md, "Effective independent samples").
+Every move is weighed by  p(x_{k-1} | x_k) p~_{k-1}(y | x_{k-1}) / (q(x_{k-1} | x_k) p~_k(y | x_k)). The last step
 targets the likelihood itself: observed coefficients are drawn from the product of the kernel with
 N(y_bar; ., r) (the point y_bar when sigma_y = 0, as in :mod:`.mcgdiff`) and weighed by N(y_bar; mu, v + r).
-The shift is capped at the size of the step's own noise, ||v grad|| <= sqrt(sum_i v_i) per particle
-(an imperfect network's Jacobian, amplified by 1/alpha_t at high noise, can otherwise throw particles
-off the data); the weights use the shift actually applied, so this changes the variance, not the limit.
+The weights use the moves actually made (capped shift, linearised twist), so these choices change the
+variance, not the limit.
 Any twist keeps the limit: the weighted particles converge, as M grows, to the posterior of the
 discretised model given y. The weight of a move is known only after the move, so the loop applies
 it at the next step (before resampling) and once more after the last move.
@@ -73,6 +86,10 @@ def _check_twist_variance(value: float | Tensor, coef_shape: tuple[int, ...], li
 class TwistedModel(ParticleModel):
     """The twisted (TDS) particle model on a :class:`Problem`; needs a score that supports autograd."""
 
+    linearised_observed: bool = True
+    """Move observed coefficients by the locally optimal step toward the linearised twist of :meth:`spread`;
+    a subclass whose :meth:`log_twist` is not that Gaussian model sets False to shift them by the gradient too."""
+
     def __init__(self, problem: Problem, twist_variance: float | Tensor = 1.0) -> None:
         super().__init__(problem)
         self.twist_variance = _check_twist_variance(twist_variance, tuple(problem.operator.coef_shape), problem.y)
@@ -107,6 +124,19 @@ class TwistedModel(ParticleModel):
             raise ValueError(f"score or twist gradient returned non-finite values at step {k} (t = {t[0].item():.6g})")
         return s.detach(), log_p.detach(), grad
 
+    def spread(self, t: float) -> tuple[Tensor, Tensor]:
+        """The twist's model of x_0 given x_t on the coefficient grid, ``(1, 1, *coef)`` each: its variance
+        rho_t = c^2 sigma_t^2 / (alpha_t^2 c^2 + sigma_t^2) and the slope of Tweedie's denoiser in x_t,
+        J_t = alpha_t c^2 / (alpha_t^2 c^2 + sigma_t^2) (for c^2 = inf: sigma_t^2 / alpha_t^2 and 1 / alpha_t)."""
+        alpha, sigma2 = self.problem.coefficients_at(t)
+        c2 = self.twist_variance
+        inf = torch.isinf(c2)
+        finite = torch.where(inf, torch.ones_like(c2), c2)
+        denom = alpha**2 * finite + sigma2
+        rho = torch.where(inf, sigma2 / alpha**2, finite * sigma2 / denom)
+        slope = torch.where(inf, 1 / alpha, alpha * finite / denom)
+        return rho, slope
+
     def log_twist(self, x: Tensor, t: Tensor, score: Tensor, rows: Tensor) -> Tensor:
         """log p~(y | x_t) per particle ``(c,)`` float64, differentiable in ``x`` through ``score``.
 
@@ -116,11 +146,8 @@ class TwistedModel(ParticleModel):
         pb = self.problem
         x0 = pb.sde.tweedie(x, t, score)
         xbar0 = pb.operator.Vt(x0)
-        alpha, sigma2 = pb.coefficients_at(float(t[0]))
-        c2 = self.twist_variance
-        finite = torch.where(torch.isinf(c2), torch.ones_like(c2), c2)
-        rho = torch.where(torch.isinf(c2), sigma2 / alpha**2, finite * sigma2 / (alpha**2 * finite + sigma2))[0]
-        var = pb.r[rows, 0] + rho
+        rho, _ = self.spread(float(t[0]))
+        var = pb.r[rows, 0] + rho[0]
         obs = pb.observed[rows, 0]
         # per-coordinate terms in float64 before the sum over coordinates (thousands for an image)
         log_p = _normal_log_prob(pb.ybar[rows, 0].double(), xbar0.double(), torch.where(obs, var, torch.ones_like(var)).double())
@@ -137,10 +164,12 @@ class TwistedModel(ParticleModel):
         score, log_twist, grad = (torch.cat(v) for v in zip(*parts))
         mean, var = reverse_step(pb.sde, pb.kernel, flat, step.t, step.s, step.h, score)
         var = var.expand_as(flat).reshape(b, m, *pb.event_shape)
+        x0 = pb.sde.tweedie(flat, step.t, score)
         return {
             "mean": pb.to_coef(mean.view(b, m, *pb.event_shape)),
             "var": pb.schedule_to_coef(var),
             "grad": pb.to_coef(grad.view(b, m, *pb.event_shape)),
+            "x0": pb.to_coef(x0.view(b, m, *pb.event_shape)),
             "log_twist": log_twist.view(b, m),
         }
 
@@ -149,27 +178,39 @@ class TwistedModel(ParticleModel):
 
     def move(self, x, pred, step, generator):
         pb = self.problem
-        mean, var, grad = pred["mean"], pred["var"], pred["grad"]
+        mean, grad, obs = pred["mean"], pred["grad"], pb.observed
+        var = torch.broadcast_to(pred["var"], mean.shape)
         z = pb.noise(mean.shape, generator)
-        # bounded guidance: the shift v g is capped at the size of the step's own noise, ||v g|| <= sqrt(sum v)
-        dims = pb.coef_dims
+        # free coefficients: the kernel shifted by v g, capped at the step's noise, ||v g|| <= sqrt(sum v) over them
+        shifted = ~obs if self.linearised_observed or step.last else torch.ones_like(obs)  # moved by the gradient
+        grad = torch.where(shifted, grad, torch.zeros_like(grad))
         norm = (var * grad).flatten(2).norm(dim=-1)
-        cap = torch.broadcast_to(var, mean.shape).flatten(2).sum(-1).sqrt()
+        cap = torch.where(shifted, var, torch.zeros_like(var)).flatten(2).sum(-1).sqrt()
         scale = torch.where(norm > cap, cap / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.ones_like(norm))
-        grad = grad * scale.reshape(*scale.shape, *([1] * len(dims)))
-        shift = var * grad
-        xbar = mean + shift + var.sqrt() * z
+        grad = grad * scale.reshape(*scale.shape, *([1] * len(pb.coef_dims)))
+        xbar = mean + var * grad + var.sqrt() * z
         # log N(x'; mu, v) - log N(x'; mu + v g, v) = -(v g^2 / 2 + sqrt(v) g z), per coordinate
         log_ratio = -(0.5 * var * grad**2 + var.sqrt() * grad * z).double()
-        if step.last:
+        if step.last:  # the likelihood itself: N(y_bar; x_bar_0, r), exact
             r, ybar = pb.r, pb.ybar
             total = var + r
             safe = torch.where(total > 0, total, torch.ones_like(total))
             obs_mean = torch.where(total > 0, (r * mean + var * ybar) / safe, mean)
             obs_var = torch.where(total > 0, var * r / safe, torch.zeros_like(total))
-            xbar = torch.where(pb.observed, obs_mean + obs_var.sqrt() * z, xbar)
+            xbar = torch.where(obs, obs_mean + obs_var.sqrt() * z, xbar)
             log_obs = _normal_log_prob(ybar.double(), mean.double(), safe.double())
-            log_ratio = torch.where(pb.observed, log_obs, log_ratio)
+            log_ratio = torch.where(obs, log_obs, log_ratio)
+        elif self.linearised_observed:  # observed coefficients: locally optimal move toward the linearised twist at t_{k-1}
+            rho, slope = self.spread(float(step.s[0]))
+            big_r = pb.r + rho
+            denom = big_r + var * slope**2
+            obs_mean = mean + var * slope * (pb.ybar - pred["x0"]) / denom
+            obs_var = var * big_r / denom
+            moved = obs_mean + obs_var.sqrt() * z
+            x64 = moved.double()
+            log_obs = _normal_log_prob(x64, mean.double(), var.double()) - _normal_log_prob(x64, obs_mean.double(), obs_var.double())
+            xbar = torch.where(obs, moved, xbar)
+            log_ratio = torch.where(obs, log_obs, log_ratio)
         self._pending = log_ratio.sum(pb.coef_dims)
         self._prev_twist = pred["log_twist"]
         return pb.from_coef(xbar)
