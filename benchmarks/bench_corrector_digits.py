@@ -1,14 +1,15 @@
 """Langevin corrector moves on digits inpainting: do they spread the draws of one SMC run?
 
-Held-out digits, a random 4x4 square hidden in each, the shipped digits UNet, bootstrap SMC with M
-particles and N steps on the model's training timesteps (:func:`smcdiff.inpaint`), with K corrector
+Held-out digits, a random 4x4 square hidden in each, the shipped digits UNet, bootstrap (or, with
+``--proposal twisted``, twisted) SMC with M particles and N steps on the model's training timesteps (:func:`smcdiff.inpaint`), with K corrector
 steps of ``size * sigma(t)^2`` after every move (``corrector_steps=K``; K = 0 is plain SMCDiff).
 Metrics over ``--draws`` equally weighted draws per digit: PSNR against the original, label kept (the
 digit classifier gives the original's label), Fréchet distance in classifier features to the held-out
 digits, diversity (mean per-pixel standard deviation across the draws) and the distinct final
-lineages of the M particles; network evaluations per digit M N (1 + K).
+lineages of the M particles; network evaluations per digit M N (1 + K) (twisted: each with a backward pass).
 
     python benchmarks/bench_corrector_digits.py --threads 1 --images 64 --correctors 0:1 1:1 1:0.5 3:0.5
+    python benchmarks/bench_corrector_digits.py --threads 1 --images 64 --particles 8 --proposal twisted --correctors 0:1 1:1
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--draws", type=int, default=4)
     p.add_argument("--correctors", nargs="+", default=["0:1", "1:1", "1:0.5"], metavar="K:SIZE")
+    p.add_argument("--proposal", choices=("bootstrap", "twisted"), default="bootstrap")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
@@ -43,7 +45,8 @@ def main() -> None:
     with torch.no_grad():
         labels = classifier(images).argmax(1)
         real = classifier_features(load_digits_images("test"), classifier)
-    print(f"{images.shape[0]} held-out digits, M = {args.particles}, {args.steps} steps, {args.draws} draws per digit")
+    print(f"{images.shape[0]} held-out digits, {args.proposal}, M = {args.particles}, {args.steps} steps, "
+          f"{args.draws} draws per digit")
     print("| K | size | PSNR (dB) | label kept | Fréchet distance | diversity | distinct final lineages | NFE / digit | s / digit |")
     print("|---|---|---|---|---|---|---|---|---|")
     for spec in args.correctors:
@@ -51,7 +54,7 @@ def main() -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # few-steps advice
-            res = inpaint("digits", images, masks, particles=args.particles, steps=args.steps, corrector_steps=k,
+            res = inpaint("digits", images, masks, particles=args.particles, steps=args.steps, proposal=args.proposal, corrector_steps=k,
                           corrector_size=size, generator=torch.Generator().manual_seed(args.seed + 1))
         seconds = time.perf_counter() - t0
         draws = res.draw(args.draws, torch.Generator().manual_seed(args.seed + 2))

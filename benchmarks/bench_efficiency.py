@@ -5,8 +5,8 @@ one run's weighted posterior mean against the exact posterior, averaged over R i
 i.i.d. exact draws give M_eff = M; a collapsed genealogy gives a few. Also printed: the final per-step
 ESS and the distinct final lineages, which per-step ESS hides.
 
-``--correctors K:size ...`` adds bootstrap runs with K Langevin corrector steps of ``size * sigma(t)^2``
-after every move (``smc_sample(corrector_steps=K, corrector_size=size)``). Their bias is shown by two
+``--correctors [proposal:]K:size ...`` adds bootstrap (or ``twisted:K:size``: twisted) runs with K Langevin
+corrector steps of ``size * sigma(t)^2`` with every move (``smc_sample(corrector_steps=K, corrector_size=size)``). Their bias is shown by two
 more columns over the R runs pooled: the mean over unobserved coordinates of |pooled mean - exact| in
 posterior sd (Monte Carlo SE of that pooled mean: about 1 / sqrt(R M_eff)), and the pooled weighted
 variance over the exact posterior variance.
@@ -67,7 +67,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=16)
     p.add_argument("--proposals", nargs="*", default=["bootstrap", "mcgdiff"])
     p.add_argument("--kernels", nargs="+", default=["euler"])
-    p.add_argument("--correctors", nargs="*", default=[], metavar="K:SIZE", help="bootstrap with K corrector steps of SIZE")
+    p.add_argument("--correctors", nargs="*", default=[], metavar="[PROPOSAL:]K:SIZE",
+                   help="PROPOSAL (bootstrap by default, or twisted) with K corrector steps of SIZE")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,8 +77,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     runs = [(p, k, {}) for p in args.proposals for k in args.kernels]
     for spec in args.correctors:
-        k, size = spec.split(":")
-        runs += [(f"bootstrap + {k} corrector (size {size})", kernel, dict(corrector_steps=int(k), corrector_size=float(size)))
+        parts = spec.split(":")
+        proposal, (k, size) = (parts[0], parts[1:]) if len(parts) == 3 else ("bootstrap", parts)
+        runs += [(f"{proposal} + {k} corrector (size {size})", kernel, dict(corrector_steps=int(k), corrector_size=float(size)))
                  for kernel in args.kernels]
     for d in args.dims:
         for steps in args.steps:

@@ -197,6 +197,8 @@ def run_seed(score, sde, weights, means, covs, d_y, seed, args, steps):
         if twist_variance == "prior":
             twist_variance = prior_coefficient_variance(weights, means, covs, op)
         extra = {} if twist_variance is None else {"twist_variance": twist_variance}
+        if args.corrector_steps and proposal != "mcgdiff":
+            extra.update(corrector_steps=args.corrector_steps, corrector_size=args.corrector_size)
         s_y = sigma_y if noisy else 0.0
         y = (ax + s_y * noise)[None]
         post_w, post_means, post_covs = linear_gaussian_mixture_posterior(weights, means, covs, op, y, s_y)
@@ -256,6 +258,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[100])
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--ess-threshold", type=float, default=0.5, help="resample when ESS < this * M (0: never)")
+    parser.add_argument("--corrector-steps", type=int, default=0,
+                        help="K Langevin corrector steps with every move (bootstrap and twisted variants)")
+    parser.add_argument("--corrector-size", type=float, default=1.0, help="corrector step in units of sigma(t)^2")
     parser.add_argument("--directions", type=int, default=1000)
     parser.add_argument("--operator", choices=["paper", "gaussian"], default="paper")
     parser.add_argument("--score", choices=["auto", "mixture", "isotropic"], default="auto")
@@ -291,7 +296,8 @@ def main() -> None:
                 col = lambda n: [r[n] for r in rs]
                 s_y = col("sigma_y")
                 tv_note = "" if twist_variance in (None, 1.0) else f" (twist variance {twist_variance})"
-                label = f"{proposal}{tv_note}, σ_y {'drawn' if noisy else '= 0'}"
+                k_note = f" + {args.corrector_steps} corrector" if args.corrector_steps and proposal != "mcgdiff" else ""
+                label = f"{proposal}{tv_note}{k_note}, σ_y {'drawn' if noisy else '= 0'}"
                 sig = f"{sum(s_y) / len(s_y):.3f} [{min(s_y):.3f}, {max(s_y):.3f}]" if noisy else "0"
                 ratio = mean_se(col("sw"))[0] / mean_se(col("floor"))[0]
                 print(f"| {d_x} | {d_y} | {steps} | {label} | {len(rs)} | {sig} | {fmt(col('sw'))} | {fmt(col('floor'))} | "

@@ -212,7 +212,7 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proposal", choices=("bootstrap", "mcgdiff", "twisted"), default=None,
                    help="SMC proposal (default: bootstrap when --noise is 0, else mcgdiff)")
     p.add_argument("--corrector-steps", type=_non_negative_int, default=0, metavar="K",
-                   help="bootstrap only: K Langevin corrector steps after every move, which spread the copies "
+                   help="bootstrap and twisted: K Langevin corrector steps with every move, which spread the copies "
                         "resampling makes (K more network calls per step; a small bias; default %(default)s)")
     p.add_argument("--twist-variance", type=_positive(float), default=1.0, metavar="C2",
                    help="twisted only: the data's variance per observed coefficient, which sets the twist's spread "

@@ -67,8 +67,8 @@ def _check_task_options(args: argparse.Namespace) -> None:
             raise UserError("--corrector-steps applies to --method smc")
         if args.twist_variance != 1.0:
             raise UserError("--twist-variance applies to --method smc --proposal twisted")
-    elif args.corrector_steps and (args.proposal or ("bootstrap" if args.noise == 0 else "mcgdiff")) != "bootstrap":
-        raise UserError("--corrector-steps applies to the bootstrap proposal (noiseless observations)")
+    elif args.corrector_steps and (args.proposal or ("bootstrap" if args.noise == 0 else "mcgdiff")) == "mcgdiff":
+        raise UserError("--corrector-steps applies to the bootstrap and twisted proposals")
     elif args.twist_variance != 1.0 and args.proposal != "twisted":
         raise UserError("--twist-variance applies to --proposal twisted")
 

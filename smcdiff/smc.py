@@ -204,9 +204,10 @@ def smc_sample(
     resampling : scheme name, see :mod:`smcdiff.resampling`.
     ess_threshold : resample a row when its ESS < ``ess_threshold * M``; 1.0 resamples at every step
         (SMCDiff as published), 0.0 never.
-    corrector_steps, corrector_size : ``proposal="bootstrap"`` only: K unadjusted Langevin steps of size
-        ``corrector_size * sigma(t)^2`` on the unobserved coefficients after every move (resample-move
-        rejuvenation; K more score evaluations per step). They spread the copies that resampling makes,
+    corrector_steps, corrector_size : ``proposal="bootstrap"`` or ``"twisted"``: K unadjusted Langevin steps
+        of size ``corrector_size * sigma(t)^2`` on the unobserved coefficients with every move (resample-move
+        rejuvenation; K more score evaluations per step; twisted: toward the twisted target, with the
+        twist's gradient). They spread the copies that resampling makes,
         at the price of a small bias: the limit is no longer exactly the discretised model's posterior
         (see :mod:`smcdiff.proposals.bootstrap` and BENCHMARKS.md). Default 0: off.
     twist_variance : ``proposal="twisted"`` only: the data's variance c^2 per observed coefficient (a number,
@@ -241,14 +242,16 @@ def smc_sample(
         score, sde, y, observation, noise_std=noise_std, particles=population.local_particles(particles), steps=steps,
         grid=grid, kernel=kernel, chunk_size=chunk_size,
     )
-    if proposal != "bootstrap" and corrector_steps != 0:
-        raise ValueError(f"corrector_steps applies to proposal='bootstrap' only, got proposal={proposal!r}")
+    if proposal == "mcgdiff" and corrector_steps != 0:
+        raise ValueError(f"corrector_steps applies to proposal='bootstrap' or 'twisted', got proposal={proposal!r}")
     if proposal != "twisted" and not is_default_twist_variance(twist_variance):
         raise ValueError(f"twist_variance applies to proposal='twisted' only, got proposal={proposal!r}")
     if proposal == "bootstrap":
         model = PROPOSALS[proposal](problem, corrector_steps=corrector_steps, corrector_size=corrector_size)
     elif proposal == "twisted":
-        model = PROPOSALS[proposal](problem, twist_variance=twist_variance)
+        model = PROPOSALS[proposal](
+            problem, twist_variance=twist_variance, corrector_steps=corrector_steps, corrector_size=corrector_size
+        )
     else:
         model = PROPOSALS[proposal](problem)
     return run_particles(

@@ -390,6 +390,9 @@ def test_corrector_steps_run_and_are_refused_where_they_do_not_apply(smcdiff, fi
     from smcdiff import load_result
 
     assert load_result(tmp_path / "run.npz").settings["corrector_steps"] == 1
+    out = smcdiff(*base, "--corrector-steps", "1", "--proposal", "twisted", "--save", tmp_path / "tw.npz")
+    assert out.returncode == 0, out.stderr
+    assert load_result(tmp_path / "tw.npz").settings["corrector_steps"] == 1
     one_line_error(smcdiff(*base, "--corrector-steps", "1", "--method", "replacement"), "--corrector-steps")
     one_line_error(smcdiff(*base, "--corrector-steps", "1", "--proposal", "mcgdiff"), "--corrector-steps")
     one_line_error(smcdiff(*base, "--corrector-steps", "-1"), "--corrector-steps")

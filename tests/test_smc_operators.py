@@ -74,6 +74,8 @@ OPERATORS = {
 CASES = [(name, s, "mcgdiff") for name in OPERATORS for s in (0.0, 0.05, 1.0)] + [
     ("dense", 0.0, "twisted"), ("dense", 1.0, "twisted"), ("mask", 0.0, "twisted"), ("downsample", 0.05, "twisted"),
     ("dense", 0.05, "twisted:inf"),  # the scale-free twist variance sigma_t^2 / alpha_t^2
+    ("mask", 0.0, "twisted@ancestral"), ("dense", 0.05, "twisted@ancestral"),  # the exact-in-time kernel
+    ("dense", 0.05, "mcgdiff@ancestral"), ("mask", 0.0, "mcgdiff@ancestral"),
 ]
 
 
@@ -88,11 +90,13 @@ def runs(request):
     flat_op = op if op.in_shape == (d,) else Dense(explicit(op), in_shape=None)  # the oracle works on flat x
     y = observe(op, mean, cov, noise_std, seed=7)
     wrapped = _FlatScore(score, op.in_shape)
+    proposal, _, kernel = proposal.partition("@")
     proposal, _, twist_variance = proposal.partition(":")
+    kernel = kernel or "euler"
     extra = {"twist_variance": float(twist_variance)} if twist_variance else {}
     out = smc_sample(wrapped, sde, y, op, noise_std=noise_std, particles=M, steps=STEPS, proposal=proposal,
-                     generator=torch.Generator().manual_seed(11), **extra)
-    disc_mean, disc_cov = ref.discretised_law(ref.vp(), mean, cov, STEPS)
+                     kernel=kernel, generator=torch.Generator().manual_seed(11), **extra)
+    disc_mean, disc_cov = ref.discretised_law(ref.vp(), mean, cov, STEPS, kernel)
     y_flat = y.reshape(y.shape[0], -1) if flat_op is not op else y
     k_mean, k_cov = linear_gaussian_posterior(disc_mean, disc_cov, flat_op, y_flat, noise_std)
     basis, ybar, noise, observed = _singular_observation(flat_op, y_flat, noise_std, d)
@@ -241,8 +245,8 @@ def test_float32_log_potentials_are_float64_sums(proposal):
                     - float64_log_density(pred["xbar"], a_t * pb.ybar, v_t, pb.observed))
     else:
         x0 = sde.tweedie(x.reshape(n, *pb.event_shape), t, -x.reshape(n, *pb.event_shape)).view_as(x)
-        alpha, sigma2 = pb.coefficients_at(float(t[0]))
-        expected = float64_log_density(pb.ybar, x0, sigma2 / (alpha**2 + sigma2), pb.observed)
+        rho, _ = model.spread(float(t[0]))
+        expected = float64_log_density(pb.ybar, x0, rho, pb.observed)
     assert x.dtype == torch.float32 and got.dtype == torch.float64
     assert torch.allclose(got, expected, rtol=1e-12, atol=0), (got - expected).abs().max()
 
@@ -315,20 +319,21 @@ def test_twist_variance_is_checked_and_only_accepted_by_the_twisted_proposal():
 
 
 def test_a_larger_twist_variance_weakens_the_guidance():
-    """The twist's gradient at high noise shrinks as the variance grows (c^2 = 1, 100, inf), so the first
-    move's shift toward y shrinks; with the same noise the particles after one step order accordingly."""
+    """At high noise the twist's spread grows with its variance (c^2 = 1, 100, inf) and its gradient, the
+    guidance of the first move, shrinks accordingly."""
     sde = VP()
     score = GaussianScore(torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64), sde)
     y = torch.full((1, 2), 3.0, dtype=F64)
-    mask = torch.tensor([True, False])
-    first = {}
+    pb = build_problem(score, sde, y, torch.tensor([True, False]), particles=64, steps=50)
+    x = sde.prior_sample((1 * 64, 2), generator=torch.Generator().manual_seed(0), dtype=F64).view(1, 64, 2)
+    k, t, s, h = next(time_steps(sde, pb.grid, 64, x))
+    spread, pull = [], []
     for c2 in (1.0, 100.0, float("inf")):
-        seen = []
-        smc_sample(score, sde, y, mask, proposal="twisted", twist_variance=c2, particles=64, steps=4,
-                   generator=torch.Generator().manual_seed(0),
-                   callback=lambda info: seen.append(info.particles.clone()) if info.step == 3 else None)
-        first[c2] = seen[0][..., 0].mean().item()
-    assert first[1.0] > first[100.0] > first[float("inf")]
+        model = TwistedModel(pb, twist_variance=c2)
+        spread.append(model.spread(float(t[0]))[0].flatten()[0].item())
+        pull.append(model.predict(x, Step(k, t, s, h, 0), None)["grad"][..., 0].abs().mean().item())
+    assert spread[0] < spread[1] < spread[2]
+    assert pull[0] > pull[1] > pull[2] > 0
 
 
 def test_twist_variance_may_be_given_per_coefficient():
@@ -359,8 +364,8 @@ class _GradientOnlyTwisted(TwistedModel):
 def test_the_twisted_move_of_observed_coefficients_keeps_the_weights_even(monkeypatch):
     """On N(0, c^2 I) with twist_variance = c^2 the twist's Gaussian model is exact, so what remains of the weight
     variance comes from the move. Moving observed coefficients toward the twist at the destination time keeps
-    the per-step ESS of 200 particles above 50 at every step (measured: >= 109); the first-order gradient move
-    of plain TDS cannot follow the twist as it sharpens near t = 0 and falls below 20 (measured: 7-12)."""
+    the per-step ESS of 200 particles above 180 at every step (measured: >= 195); the first-order gradient move
+    of plain TDS cannot follow the twist as it sharpens near t = 0 and ends below 50 (measured: 24-33)."""
     d, c2, m = 16, 2.0, 200
     sde = VP()
     score = GaussianScore(torch.zeros(d, dtype=F64), c2 * torch.eye(d, dtype=F64), sde)
@@ -368,7 +373,7 @@ def test_the_twisted_move_of_observed_coefficients_keeps_the_weights_even(monkey
     y = 1.5 * torch.randn(4, d, generator=torch.Generator().manual_seed(0), dtype=F64)
     kw = dict(particles=m, steps=50, proposal="twisted", twist_variance=c2)
     out = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), **kw)
-    assert out.ess.min() > m / 4
+    assert out.ess.min() > 0.9 * m
     monkeypatch.setitem(PROPOSALS, "twisted", _GradientOnlyTwisted)
     plain = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), **kw)
-    assert plain.ess[-1].max() < m / 10
+    assert plain.ess[-1].max() < m / 4

@@ -44,7 +44,16 @@ from ..dynamics import checked_score
 from ..particles import ParticleModel, Problem
 from ..sde import _normal_log_prob
 
-__all__ = ["BootstrapModel"]
+__all__ = ["BootstrapModel", "check_corrector"]
+
+
+def check_corrector(steps: object, size: object) -> tuple[int, float]:
+    """``(corrector_steps, corrector_size)`` checked: a non-negative integer and a step in (0, 2) units of sigma(t)^2."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"corrector_steps must be a non-negative integer, got {steps!r}")
+    if not isinstance(size, (int, float)) or isinstance(size, bool) or not 0 < size < 2:
+        raise ValueError(f"corrector_size must lie in (0, 2) (the step in units of sigma(t)^2), got {size!r}")
+    return steps, float(size)
 
 
 class BootstrapModel(ParticleModel):
@@ -54,12 +63,7 @@ class BootstrapModel(ParticleModel):
         self, problem: Problem, reweight: bool = True, corrector_steps: int = 0, corrector_size: float = 1.0
     ) -> None:
         super().__init__(problem)
-        if not isinstance(corrector_steps, int) or isinstance(corrector_steps, bool) or corrector_steps < 0:
-            raise ValueError(f"corrector_steps must be a non-negative integer, got {corrector_steps!r}")
-        if not isinstance(corrector_size, (int, float)) or not 0 < corrector_size < 2:
-            raise ValueError(f"corrector_size must lie in (0, 2) (the step in units of sigma(t)^2), got {corrector_size!r}")
-        self.corrector_steps = corrector_steps
-        self.corrector_size = float(corrector_size)
+        self.corrector_steps, self.corrector_size = check_corrector(corrector_steps, corrector_size)
         if problem.noise_std > 0:
             raise ValueError(
                 "proposal='bootstrap' follows the noiseless observation trajectory and needs noise_std=0; "

@@ -5,19 +5,28 @@ replacing x_0 with Tweedie's denoiser x0_hat(x_k) = (x_k + sigma_k^2 s(x_k, t_k)
 
     log p~_k(y | x_k) = sum_obs log N(y_bar_i; (V^T x0_hat(x_k))_i, r_i + rho_k),
 
-with r_i = sigma_y^2 / s_i^2 the observation variance of coefficient i and rho_k the variance of x_0
-given x_t for Gaussian data of variance c^2 (the pseudo-inverse-guidance choice),
+with r_i = sigma_y^2 / s_i^2 the observation variance of coefficient i and rho_k the spread of the
+sampler's output given x_k for Gaussian data of variance c^2 (c^2 = ``twist_variance``, default 1; a
+number or one per coefficient). For such data the denoiser is linear, with slope
+J_t = alpha_t c^2 / (alpha_t^2 c^2 + sigma_t^2) in x_t, and the reverse chain from x_k adds to its output
+the variance
 
-    rho_k = c^2 sigma_k^2 / (alpha_k^2 c^2 + sigma_k^2)        (c^2 = ``twist_variance``, default 1;
-                                                               a number or one per coefficient),
+    rho_k = sum_{j <= k} J_{j-1}^2 v_j          (v_j the variance of reverse step j, J_0 = 1, rho_0 = 0):
 
-which covers p(x_0 | x_t)'s spread at high noise (rho -> c^2), so the guidance stays bounded there, and
-vanishes as t -> 0. c^2 = 1 suits data of unit scale (images in [-1, 1]); data on a larger scale need
-their own variance, or c^2 = inf (rho_k = sigma_k^2 / alpha_k^2, no scale assumed). Too small a c^2
-over-trusts the twist at high noise, where p(x_0 | x_t) is multimodal, and sends the particles to few
-modes (BENCHMARKS.md: on the 25-mode mixture, whose coordinates have variance ~130, c^2 = 1 leaves one
-lineage; c^2 = 137 or inf keep 200-250). :meth:`TwistedModel.log_twist` can be overridden with any
-other twist (an exact one where it is known, as the mixture benchmark does).
+each step's noise, carried to the output by the denoiser's slope. In continuous time this is the variance
+of x_0 given x_t, c^2 sigma_t^2 / (alpha_t^2 c^2 + sigma_t^2) (the pseudo-inverse-guidance choice),
+which Euler-Maruyama steps reproduce to within 3-40% (more near the data); the exact-in-time ancestral
+kernel adds much less near the data (at 200 steps its rho_1 is a tenth of sigma_1^2), and a twist that
+ignored this would ask the last steps for a spread the chain cannot produce, concentrating the weights
+on a few particles (BENCHMARKS.md, "Effective independent samples"). rho -> c^2 at high noise, which
+covers p(x_0 | x_t)'s spread there, so the guidance stays bounded. c^2 = 1 suits data of unit scale
+(images in [-1, 1]); data on a larger scale need their own variance, or c^2 = inf (slope 1 / alpha_t, no
+scale assumed). Too small a c^2 over-trusts the twist at high noise, where p(x_0 | x_t) is multimodal,
+and sends the particles to few modes (BENCHMARKS.md: on the 25-mode mixture, whose coordinates have
+variance ~130, c^2 = 1 leaves one lineage). :meth:`TwistedModel.log_twist` can be overridden with any
+other twist (an exact one where it is known, as the mixture benchmark does). At t_1 the twist is the
+likelihood under the last reverse step itself, N(y_bar; V^T mu(x_1), v_1 + r), exact for the discretised
+model (:meth:`TwistedModel.log_last_likelihood`), so the last step adds no weight variance.
 Each step moves the particles in two parts. The free (unobserved) coefficients follow the reverse kernel
 N(mu, v) shifted by the twist's gradient (TDS),
 
@@ -27,22 +36,37 @@ with the shift capped at the size of the step's own noise, ||v grad|| <= sqrt(su
 imperfect network's Jacobian, amplified by 1/alpha_t at high noise, can otherwise throw particles off the
 data). The observed coefficients take the locally optimal Gaussian move toward the twist at the
 *destination* time t_{k-1}: the twist's own Gaussian model of x_0 given x_s (spread rho_s, and Tweedie
-slope J_s = alpha_s c^2 / (alpha_s^2 c^2 + sigma_s^2), or 1 / alpha_s for c^2 = inf) makes
-log p~_{k-1} linear-Gaussian in x_bar_{k-1}, anchored at the current x0_hat(x_k) (along the exact reverse process
-the denoiser is a martingale, E[x0_hat(x_{k-1}) | x_k] = x0_hat(x_k)), so per observed coefficient
+slope J_s) makes log p~_{k-1} linear-Gaussian in x_bar_{k-1}, anchored at the current x0_hat(x_k) (along the
+exact reverse process the denoiser is a martingale, E[x0_hat(x_{k-1}) | x_k] = x0_hat(x_k)), so per observed
+coefficient
 
-    x_bar_{k-1} ~ N(mu + v J (y_bar - x0_hat) / (R + v J^2),  v R / (R + v J^2)),     R = r + rho_{k-1}.
+    x_bar_{k-1} ~ N(mu + v J (y_bar - x0_hat) / (R + v J^2),  v R / (R + v J^2)),     R = r + rho_{k-1}
+
+(toward t_1, whose twist is the last step's likelihood with mean a x0_hat(x_1) + b x_1: anchor
+a x0_hat + b mu, slope a J + b, R = r + v_1).
 
 A first-order gradient step uses the twist at t_k instead and cannot follow it where it sharpens
 (rho_t shrinks in proportion to t near the data): in 64-256 dimensions that concentrated the weights
 on a handful of particles in the last steps (BENCHMARKS.md, "Effective independent samples").
 Every move is weighed by  p(x_{k-1} | x_k) p~_{k-1}(y | x_{k-1}) / (q(x_{k-1} | x_k) p~_k(y | x_k)). The last step
 targets the likelihood itself: observed coefficients are drawn from the product of the kernel with
-N(y_bar; ., r) (the point y_bar when sigma_y = 0, as in :mod:`.mcgdiff`) and weighed by N(y_bar; mu, v + r).
+N(y_bar; ., r) (the point y_bar when sigma_y = 0, as in :mod:`.mcgdiff`) and weighed by N(y_bar; mu, v + r),
+which the twist at t_1 already was; the free ones follow the kernel unshifted.
 The weights use the moves actually made (capped shift, linearised twist), so these choices change the
 variance, not the limit.
 Any twist keeps the limit: the weighted particles converge, as M grows, to the posterior of the
-discretised model given y. The weight of a move is known only after the move, so the loop applies
+discretised model given y.
+
+Corrector moves (``corrector_steps > 0``, resample-move rejuvenation): before each move (after the loop
+has resampled), K steps of unadjusted Langevin dynamics at t_k on the free coefficients toward the twisted
+target the weighted particles represent there, p_k(x) p~_k(y | x), observed coefficients held,
+
+    c_free <- c_free + eps (V^T (score(x, t_k) + grad_x log p~_k(y | x)))_free + sqrt(2 eps) z,   eps = corrector_size * sigma_k^2,
+
+each followed by a new score and twist at the moved particles (K more network calls, with their backward
+passes, per step). The move's weight then starts from the corrected particle. As for the bootstrap's
+corrector, the moves are not Metropolis-adjusted, so the limit is no longer exactly the discretised
+model's posterior; the bias is measured in BENCHMARKS.md and bounded in ``tests/test_corrector.py``. The weight of a move is known only after the move, so the loop applies
 it at the next step (before resampling) and once more after the last move.
 """
 
@@ -52,6 +76,7 @@ import torch
 from torch import Tensor
 
 from ..dynamics import reverse_step
+from .bootstrap import check_corrector
 from ..particles import ParticleModel, Problem
 from ..sde import _normal_log_prob
 
@@ -90,11 +115,16 @@ class TwistedModel(ParticleModel):
     """Move observed coefficients by the locally optimal step toward the linearised twist of :meth:`spread`;
     a subclass whose :meth:`log_twist` is not that Gaussian model sets False to shift them by the gradient too."""
 
-    def __init__(self, problem: Problem, twist_variance: float | Tensor = 1.0) -> None:
+    def __init__(
+        self, problem: Problem, twist_variance: float | Tensor = 1.0, corrector_steps: int = 0, corrector_size: float = 1.0
+    ) -> None:
         super().__init__(problem)
+        self.corrector_steps, self.corrector_size = check_corrector(corrector_steps, corrector_size)
         self.twist_variance = _check_twist_variance(twist_variance, tuple(problem.operator.coef_shape), problem.y)
         self._pending: Tensor | None = None  # log p/q of the last move, per current particle
         self._prev_twist: Tensor | None = None  # log p~ at each current particle's parent
+        self._last: tuple[Tensor, Tensor, Tensor] | None = None  # see last_kernel
+        self._spreads: Tensor | None = None  # see spreads
 
     def initial(self, generator, shared_generator):
         pb = self.problem
@@ -118,24 +148,46 @@ class TwistedModel(ParticleModel):
                     "does not depend on x through autograd (computed under no_grad or outside torch); use "
                     "proposal='mcgdiff' or 'bootstrap' with this score"
                 )
-            log_p = self.log_twist(xg, t, s, rows)
+            log_p = self.log_last_likelihood(xg, t, s, rows) if k == 1 else self.log_twist(xg, t, s, rows)
             (grad,) = torch.autograd.grad(log_p.sum(), xg)
         if not (torch.isfinite(s).all() and torch.isfinite(grad).all()):
             raise ValueError(f"score or twist gradient returned non-finite values at step {k} (t = {t[0].item():.6g})")
         return s.detach(), log_p.detach(), grad
 
-    def spread(self, t: float) -> tuple[Tensor, Tensor]:
-        """The twist's model of x_0 given x_t on the coefficient grid, ``(1, 1, *coef)`` each: its variance
-        rho_t = c^2 sigma_t^2 / (alpha_t^2 c^2 + sigma_t^2) and the slope of Tweedie's denoiser in x_t,
-        J_t = alpha_t c^2 / (alpha_t^2 c^2 + sigma_t^2) (for c^2 = inf: sigma_t^2 / alpha_t^2 and 1 / alpha_t)."""
+    def slope(self, t: float) -> Tensor:
+        """The slope of Tweedie's denoiser in x_t for the twist's Gaussian model of the data (variance c^2 per
+        coefficient), ``(1, 1, *coef)``: J_t = alpha_t c^2 / (alpha_t^2 c^2 + sigma_t^2), or 1 / alpha_t for c^2 = inf."""
         alpha, sigma2 = self.problem.coefficients_at(t)
         c2 = self.twist_variance
         inf = torch.isinf(c2)
         finite = torch.where(inf, torch.ones_like(c2), c2)
-        denom = alpha**2 * finite + sigma2
-        rho = torch.where(inf, sigma2 / alpha**2, finite * sigma2 / denom)
-        slope = torch.where(inf, 1 / alpha, alpha * finite / denom)
-        return rho, slope
+        return torch.where(inf, 1 / alpha, alpha * finite / (alpha**2 * finite + sigma2))
+
+    def spreads(self) -> Tensor:
+        """rho at every grid time, ``(N + 1, 1, 1, *coef)`` from t_N = T down to rho_0 = 0 at t_0: the variance
+        the reverse chain adds to its output x_{t_0} after t_k, sum_{j <= k} J_{j-1}^2 v_j (v_j the variance of
+        step j, J_0 = 1), for the twist's Gaussian model of the data."""
+        if self._spreads is None:
+            pb = self.problem
+            like = pb.y
+            grid = pb.grid.to(device=like.device, dtype=like.dtype)
+            n = grid.numel() - 1
+            zeros = torch.zeros(1, *pb.event_shape, dtype=like.dtype, device=like.device)
+            rho = [torch.zeros_like(torch.broadcast_to(self.twist_variance, (1, 1, *pb.operator.coef_shape)))]
+            for k in range(1, n + 1):  # step k: t_k = grid[n - k] -> t_{k-1} = grid[n - k + 1]
+                t, s = grid[n - k].reshape(1), grid[n - k + 1].reshape(1)
+                _, v = reverse_step(pb.sde, pb.kernel, zeros, t, s, t - s, zeros)  # the variance needs no score
+                v = pb.schedule_to_coef(torch.broadcast_to(v, zeros.shape)[None])
+                j = torch.ones_like(v) if k == 1 else self.slope(float(s))
+                rho.append(rho[-1] + j**2 * v)
+            self._spreads = torch.stack(rho[::-1])
+        return self._spreads
+
+    def spread(self, t: float) -> tuple[Tensor, Tensor]:
+        """The twist's model of x_0 given x_t at grid time ``t``, ``(1, 1, *coef)`` each: its variance rho_t
+        (:meth:`spreads`) and the slope J_t of Tweedie's denoiser (:meth:`slope`)."""
+        grid = self.problem.grid
+        return self.spreads()[int((grid - t).abs().argmin())], self.slope(t)
 
     def log_twist(self, x: Tensor, t: Tensor, score: Tensor, rows: Tensor) -> Tensor:
         """log p~(y | x_t) per particle ``(c,)`` float64, differentiable in ``x`` through ``score``.
@@ -151,6 +203,34 @@ class TwistedModel(ParticleModel):
         obs = pb.observed[rows, 0]
         # per-coordinate terms in float64 before the sum over coordinates (thousands for an image)
         log_p = _normal_log_prob(pb.ybar[rows, 0].double(), xbar0.double(), torch.where(obs, var, torch.ones_like(var)).double())
+        return torch.where(obs, log_p, torch.zeros_like(log_p)).flatten(1).sum(1)
+
+    def last_kernel(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The last reverse step (t_1 -> t_0) on the coefficient grid, ``(1, 1, *coef)`` each: its mean is
+        ``a x0_hat(x_1) + b x_1`` (affine in Tweedie's denoiser and the particle for every kernel, since the
+        score is (alpha x0_hat - x) / sigma^2) and ``v`` its variance. Read off the kernel itself."""
+        if self._last is None:
+            pb = self.problem
+            like = pb.y
+            t, s = (pb.grid[i].to(like.dtype).to(like.device).reshape(1) for i in (-2, -1))
+            c = pb.sde.coefficients(t, len(pb.event_shape), like=like)
+            zeros = torch.zeros(1, *pb.event_shape, dtype=like.dtype, device=like.device)
+            alpha, sigma2 = (torch.broadcast_to(v, zeros.shape) for v in (c.alpha, c.sigma2))
+            a, var = reverse_step(pb.sde, pb.kernel, zeros, t, s, t - s, alpha / sigma2)  # x = 0, x0_hat = 1
+            b, _ = reverse_step(pb.sde, pb.kernel, zeros + 1, t, s, t - s, -1 / sigma2)  # x = 1, x0_hat = 0
+            self._last = tuple(pb.schedule_to_coef(torch.broadcast_to(v, zeros.shape)[None]) for v in (a, b, var))
+        return self._last
+
+    def log_last_likelihood(self, x: Tensor, t: Tensor, score: Tensor, rows: Tensor) -> Tensor:
+        """The twist at t_1, ``(c,)`` float64: log p(y | x_1) under the last reverse step itself,
+        sum_obs log N(y_bar; (V^T mean(x_1))_obs, v + r), exact for the discretised model, so the last
+        step adds no weight variance."""
+        pb = self.problem
+        a, b, v = (u[0] for u in self.last_kernel())
+        mean = a * pb.operator.Vt(pb.sde.tweedie(x, t, score)) + b * pb.operator.Vt(x)
+        obs = pb.observed[rows, 0]
+        var = pb.r[rows, 0] + v
+        log_p = _normal_log_prob(pb.ybar[rows, 0].double(), mean.double(), torch.where(obs, var, torch.ones_like(var)).double())
         return torch.where(obs, log_p, torch.zeros_like(log_p)).flatten(1).sum(1)
 
     def predict(self, x, step, generator):
@@ -171,23 +251,48 @@ class TwistedModel(ParticleModel):
             "grad": pb.to_coef(grad.view(b, m, *pb.event_shape)),
             "x0": pb.to_coef(x0.view(b, m, *pb.event_shape)),
             "log_twist": log_twist.view(b, m),
+            "score": pb.to_coef(score.view(b, m, *pb.event_shape)),
         }
 
     def log_potential(self, x, pred, step):
         return self._pending + pred["log_twist"] - self._prev_twist
 
-    def move(self, x, pred, step, generator):
-        pb = self.problem
-        mean, grad, obs = pred["mean"], pred["grad"], pb.observed
-        var = torch.broadcast_to(pred["var"], mean.shape)
-        z = pb.noise(mean.shape, generator)
-        # free coefficients: the kernel shifted by v g, capped at the step's noise, ||v g|| <= sqrt(sum v) over them
-        shifted = ~obs if self.linearised_observed or step.last else torch.ones_like(obs)  # moved by the gradient
+    def _capped(self, grad: Tensor, var: Tensor, shifted: Tensor) -> Tensor:
+        """``grad`` on the ``shifted`` coefficients (zero elsewhere), scaled per particle so that the shift
+        ``var * grad`` is at most the step's own noise there, ||var g|| <= sqrt(sum var)."""
         grad = torch.where(shifted, grad, torch.zeros_like(grad))
         norm = (var * grad).flatten(2).norm(dim=-1)
         cap = torch.where(shifted, var, torch.zeros_like(var)).flatten(2).sum(-1).sqrt()
         scale = torch.where(norm > cap, cap / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.ones_like(norm))
-        grad = grad * scale.reshape(*scale.shape, *([1] * len(pb.coef_dims)))
+        return grad * scale.reshape(*scale.shape, *([1] * len(self.problem.coef_dims)))
+
+    def _langevin(self, x: Tensor, pred: dict[str, Tensor], step, generator) -> tuple[Tensor, dict[str, Tensor]]:
+        """One unadjusted Langevin step on the free coefficients of ``x: (B, M, *event)`` toward the twisted
+        target p_k(x) p~_k(y | x) at t_k (the twist's pull capped as in the move), and the prediction at the
+        new position."""
+        pb = self.problem
+        coef = pb.to_coef(x)
+        eps = torch.broadcast_to(self.corrector_size * pb.coefficients_at(float(step.t[0]))[1], coef.shape)
+        free = ~pb.observed.expand_as(coef)
+        drift = pred["score"] + self._capped(pred["grad"], eps, free)
+        moved = coef + eps * drift + (2 * eps).sqrt() * pb.noise(coef.shape, generator)
+        x = pb.from_coef(torch.where(free, moved, coef))
+        return x, self.predict(x, step, generator)
+
+    def move(self, x, pred, step, generator):
+        pb = self.problem
+        for _ in range(self.corrector_steps):
+            x, pred = self._langevin(x, pred, step, generator)
+        mean, grad, obs = pred["mean"], pred["grad"], pb.observed
+        var = torch.broadcast_to(pred["var"], mean.shape)
+        z = pb.noise(mean.shape, generator)
+        # free coefficients: the kernel shifted by v g, capped at the step's noise, ||v g|| <= sqrt(sum v) over them
+        # (none at the last step: given x_1 the free coefficients of x_0 do not meet the likelihood)
+        if step.last:
+            shifted = torch.zeros_like(obs)
+        else:
+            shifted = ~obs if self.linearised_observed else torch.ones_like(obs)
+        grad = self._capped(grad, var, shifted.expand_as(mean))
         xbar = mean + var * grad + var.sqrt() * z
         # log N(x'; mu, v) - log N(x'; mu + v g, v) = -(v g^2 / 2 + sqrt(v) g z), per coordinate
         log_ratio = -(0.5 * var * grad**2 + var.sqrt() * grad * z).double()
@@ -201,10 +306,14 @@ class TwistedModel(ParticleModel):
             log_obs = _normal_log_prob(ybar.double(), mean.double(), safe.double())
             log_ratio = torch.where(obs, log_obs, log_ratio)
         elif self.linearised_observed:  # observed coefficients: locally optimal move toward the linearised twist at t_{k-1}
+            # the twist at t_{k-1} as a Gaussian in x_bar_{k-1}: N(y_bar; anchor + slope (x_bar_{k-1} - mu), R)
             rho, slope = self.spread(float(step.s[0]))
-            big_r = pb.r + rho
+            anchor, big_r = pred["x0"], pb.r + rho
+            if step.k == 2:  # the destination's twist is the last step's likelihood, mean a x0_hat + b x_1
+                a, b, v_last = self.last_kernel()
+                anchor, slope, big_r = a * pred["x0"] + b * mean, a * slope + b, pb.r + v_last
             denom = big_r + var * slope**2
-            obs_mean = mean + var * slope * (pb.ybar - pred["x0"]) / denom
+            obs_mean = mean + var * slope * (pb.ybar - anchor) / denom
             obs_var = var * big_r / denom
             moved = obs_mean + obs_var.sqrt() * z
             x64 = moved.double()
