@@ -75,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="twist_variance values for the twisted proposal (one row each; 'inf' allowed)")
     p.add_argument("--smc-runs", nargs="*", default=None, metavar="M:STEPS[:KERNEL]",
                    help="smcdiff runs as particles:steps[:kernel] (e.g. 10:50:ancestral), instead of --particles x --steps")
+    p.add_argument("--corrector-steps", type=int, default=0, metavar="K",
+                   help="K Langevin corrector steps with every smcdiff move (bootstrap and twisted)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
@@ -286,13 +288,20 @@ def smc_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
         runs = [(m, args.steps, args.kernel) for m in args.particles]
     else:
         runs = [(int(p[0]), int(p[1]), p[2] if len(p) > 2 else args.kernel) for p in (r.split(":") for r in args.smc_runs)]
+    if args.corrector_steps:
+        if "mcgdiff" in args.proposals:
+            raise SystemExit("--corrector-steps applies to the bootstrap and twisted proposals")
+        extra_all = {"corrector_steps": args.corrector_steps}
+    else:
+        extra_all = {}
     settings = [(p, c2) for p in args.proposals for c2 in (args.twist_variances if p == "twisted" else [1.0])]
     for proposal, c2 in settings:
-        extra = {"twist_variance": c2} if proposal == "twisted" else {}
+        extra = ({"twist_variance": c2} if proposal == "twisted" else {}) | extra_all
         for m, steps, kernel in runs:
             g = torch.Generator().manual_seed(args.seed + 2)
             name = (f"smcdiff {proposal}" + (f" (twist variance {c2:g})" if c2 != 1.0 else "") + f", M = {m}"
-                    + (f", {kernel}" if kernel != "euler" else ""))
+                    + (f", {kernel}" if kernel != "euler" else "")
+                    + (f", {args.corrector_steps} corrector" if args.corrector_steps else ""))
             t0 = time.perf_counter()
             try:
                 res = restore(model, y, operator, noise_std=0.0, particles=m, steps=steps, proposal=proposal,
