@@ -55,7 +55,8 @@ which the twist at t_1 already was; the free ones follow the kernel unshifted.
 The weights use the moves actually made (capped shift, linearised twist), so these choices change the
 variance, not the limit.
 Any twist keeps the limit: the weighted particles converge, as M grows, to the posterior of the
-discretised model given y.
+discretised model given y. The weight of a move is known only after the move, so the loop applies
+it at the next step (before resampling) and once more after the last move.
 
 Corrector moves (``corrector_steps > 0``, resample-move rejuvenation): before each move (after the loop
 has resampled), K steps of unadjusted Langevin dynamics at t_k on the free coefficients toward the twisted
@@ -66,8 +67,7 @@ target the weighted particles represent there, p_k(x) p~_k(y | x), observed coef
 each followed by a new score and twist at the moved particles (K more network calls, with their backward
 passes, per step). The move's weight then starts from the corrected particle. As for the bootstrap's
 corrector, the moves are not Metropolis-adjusted, so the limit is no longer exactly the discretised
-model's posterior; the bias is measured in BENCHMARKS.md and bounded in ``tests/test_corrector.py``. The weight of a move is known only after the move, so the loop applies
-it at the next step (before resampling) and once more after the last move.
+model's posterior; the bias is measured in BENCHMARKS.md and bounded in ``tests/test_corrector.py``.
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ import torch
 from torch import Tensor
 
 from ..dynamics import reverse_step
-from .bootstrap import check_corrector
 from ..particles import ParticleModel, Problem
 from ..sde import _normal_log_prob
+from .bootstrap import check_corrector
 
 __all__ = ["TwistedModel", "is_default_twist_variance"]
 
