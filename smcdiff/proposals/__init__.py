@@ -6,8 +6,9 @@
   (RePaint-style) baseline.
 - ``"mcgdiff"``: the MCGdiff-style sampler (Cardoso et al. 2024): observed coefficients are twisted
   toward the noised observation by the locally optimal Gaussian proposal; any operator, any sigma_y >= 0.
-- ``"twisted"``: TDS (Wu et al. 2023): every coordinate's move is shifted by the gradient of a Tweedie
-  approximation of log p(y | x_t) (autograd through the score), the weights correct the approximation.
+- ``"twisted"``: TDS (Wu et al. 2023): a Tweedie approximation of log p(y | x_t) (autograd through the
+  score) twists the moves (free coefficients shifted by its gradient, observed ones drawn by the locally
+  optimal step toward it) and the weights correct the approximation.
 
 Adding a proposal is one file: a :class:`smcdiff.particles.ParticleModel` subclass registered in
 :data:`PROPOSALS`.

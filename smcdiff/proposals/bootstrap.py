@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..dynamics import checked_score
 from ..particles import ParticleModel, Problem
-from ..sde import _normal_log_prob
+from ..sde.base import _normal_log_prob
 
 __all__ = ["BootstrapModel", "check_corrector"]
 

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ..particles import ParticleModel, Problem
-from ..sde import _normal_log_prob
+from ..sde.base import _normal_log_prob
 
 __all__ = ["MCGdiffModel"]
 

@@ -77,7 +77,7 @@ from torch import Tensor
 
 from ..dynamics import reverse_step
 from ..particles import ParticleModel, Problem
-from ..sde import _normal_log_prob
+from ..sde.base import _normal_log_prob
 from .bootstrap import check_corrector
 
 __all__ = ["TwistedModel", "is_default_twist_variance"]
