@@ -8,9 +8,9 @@ M particles per digit (:func:`smcdiff.restore`, 100 steps on the model's timeste
 - PSNR of the first draw, and *diversity*: the mean per-pixel standard deviation over K = 5 draws from the
   weighted particles (``res.draw``), the measure of issue 11's target and of ``bench_peers.py``;
 - *weighted sd*: the mean per-pixel standard deviation of the weighted particles themselves, times
-  c4(5) = 0.940 (the mean of the sample sd of 5 independent draws): what the diversity of 5 independent
-  draws from the particle approximation would be. As M grows both approach the diversity of the model's
-  own posterior, the most an exact sampler of this model can show;
+  c4(5) = 0.940 (the mean sample sd of 5 independent normal draws, relative to the sd): about what 5
+  independent draws from the particle approximation would show. As M grows both approach the diversity of
+  the model's own posterior, which is what an exact sampler of this model shows;
 - distinct final lineages and resampling events per digit in the first tenth of the steps, the middle
   and the last tenth;
 - for the twisted proposal, per step, the spread over particles (std, mean over digits) of the log-weight
