@@ -10,7 +10,7 @@ An observation is y = A x + sigma_y eps with A = U diag(s) V^T. Every operator h
 - ``s``: the singular values on the coefficient grid (zero where nothing is observed) and ``observed``,
   the bool grid of observed coefficients; both may carry a leading batch dimension (a mask per row).
 
-From these, once, here: ``A(x) = U(s * Vt(x))``, ``At(y) = V(s * Ut(y))`` and the pseudo-inverse
+From these, once, in :class:`Operator` (``base.py``): ``A(x) = U(s * Vt(x))``, ``At(y) = V(s * Ut(y))`` and the pseudo-inverse
 ``A_pinv(y) = V(Ut(y) / s)`` on observed coefficients. In the singular basis each observed coefficient
 is seen on its own, y_bar_i = (Ut(y) / s)_i = x_bar_i + (sigma_y / s_i) eps_i, which is what the
 samplers of :mod:`smcdiff.proposals` work with (Cardoso et al. 2024, MCGdiff, §3). A bool mask is the

@@ -9,7 +9,8 @@ so the marginal given data is Gaussian, x_t = alpha(t) x_0 + sigma(t) eps, with
     f(t) = d log alpha / dt,        g(t)^2 = d sigma^2 / dt - 2 f(t) sigma(t)^2.
 
 A subclass supplies ``log_alpha``, ``sigma2`` and their derivatives; everything else (transitions,
-bridges, reverse kernels, the prior) is derived here, once.
+bridges, reverse kernels, the prior) is derived once, in :class:`SDE` (``base.py``); the concrete
+schedules are in ``schedules.py``.
 
 Schedule parameters may be tensors broadcastable to the event shape: then each coordinate diffuses at
 its own speed (CMDE's slower condition channels, multiscale diffusion's per-group terminal times). All
