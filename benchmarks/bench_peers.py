@@ -15,6 +15,10 @@ truth; diversity (mean per-pixel std over the K draws, [-1, 1] units); distinct 
 (up to 1e-6); data fit (PSNR of the first draw's A x against y); network evaluations and seconds per
 sampler run ("reconstruction"; for smcdiff one run of M particles per digit yields all K draws).
 
+``--peers azula`` adds azula 0.11's ``TDSSampler`` (Wu et al.'s twisted diffusion sampler, the peer of
+``proposal="twisted"``; ``pip install --no-deps azula``) on the same digits model, one run of M particles
+per digit at each ``--particles`` M (see :func:`azula_rows`).
+
 deepinv cannot be imported next to a CPU torch without a matching torchvision; run this in an
 environment that has deepinv 0.5 (see docs/ecosystem.md), e.g.::
 
@@ -58,9 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=64, help="first N held-out digits")
     p.add_argument("--k", type=int, default=5, help="reconstructions per digit (diversity, distinct draws)")
     p.add_argument("--tasks", nargs="+", choices=("inpaint", "sr"), default=["inpaint", "sr"])
-    p.add_argument("--peers", nargs="*", choices=("ddrm", "dps", "dps-default", "diffpir"), default=["ddrm", "diffpir", "dps"],
+    p.add_argument("--peers", nargs="*", choices=("ddrm", "dps", "dps-default", "diffpir", "azula"),
+                   default=["ddrm", "diffpir", "dps"],
                    help="dps: guidance='annealed', weight 1 (deepinv's documented natural scale); dps-default: "
-                        "deepinv's literal defaults guidance='norm', weight 1")
+                        "deepinv's literal defaults guidance='norm', weight 1; azula: azula 0.11's TDSSampler "
+                        "(optional: pip install --no-deps azula) at each --particles M and --steps")
+    p.add_argument("--azula-twist-scale", type=float, default=1.0,
+                   help="C in azula's TDS twist N(y; A x0_hat, C (sigma_t / alpha_t)^2 A A^T) (its usual choice: 1)")
     p.add_argument("--ddrm-steps", type=int, default=100, help="DDRM noise levels (deepinv default: 100)")
     p.add_argument("--diffpir-steps", type=int, default=100, help="DiffPIR max_iter (deepinv default: 100)")
     p.add_argument("--diffpir-sigma", type=float, default=0.01,
@@ -237,7 +245,7 @@ def peer_rows(task, x, mask, args, den, clf, fit_fn, log) -> list[Row]:
     assert err < 1e-5
 
     rows = []
-    for peer in args.peers:
+    for peer in (p for p in args.peers if p != "azula"):
         den.reset()
         torch.manual_seed(args.seed + 11)
         if peer == "ddrm":
@@ -269,6 +277,83 @@ def peer_rows(task, x, mask, args, den, clf, fit_fn, log) -> list[Row]:
                     sec / (n * k), sec / n)
         rows.append(row)
         log(f"[{task}] {name}: {den.calls} calls of batch {n * k}, {sec:.1f} s; {note}")
+        log("  " + line(row))
+    return rows
+
+
+def azula_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
+    """azula 0.11's ``TDSSampler`` (Wu et al.'s twisted diffusion sampler) with the digits model as its denoiser.
+
+    One sampler run of M particles per digit (its particles form one population, so digits are separate
+    runs), on a uniform grid of ``--steps`` times over the model's [eps, T]; the twist is azula's Tweedie
+    Gaussian N(y; A x0_hat, C (sigma_t / alpha_t)^2 A A^T) (noiseless y; A A^T = I for the mask, I / 16 for
+    the 4x4 block means), C = ``--azula-twist-scale``. It resamples multinomially at every step and returns
+    unweighted particles, so the K draws are drawn uniformly (with replacement) from them. azula draws from
+    torch's global RNG, seeded per digit.
+    """
+    from azula.denoise import Denoiser, DiracPosterior
+    from azula.guidance.tds import TDSSampler
+
+    from smcdiff.operators import Downsample
+
+    sde = model.sde
+    t_min, t_max = float(sde.eps), float(sde.T)
+    times = lambda u: t_min + torch.as_tensor(u, dtype=torch.float64) * (t_max - t_min)  # noqa: E731
+
+    class Schedule:
+        def __call__(self, u):
+            t = times(u).reshape(-1)[:1]
+            return sde.alpha(t).float().squeeze(), sde.sigma(t).float().squeeze()
+
+    class DigitsDenoiser(Denoiser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.schedule = Schedule()
+            self.calls = 0
+
+        def forward(self, x_t, u, **kwargs):
+            self.calls += 1
+            t = times(u).reshape(-1)[:1].to(x_t.dtype).expand(x_t.shape[0])
+            return DiracPosterior(sde.tweedie(x_t, t, model(x_t, t)))
+
+    n, k, c = x.shape[0], args.k, args.azula_twist_scale
+    down = Downsample(4).bind((1, 8, 8))
+    rows = []
+    for m in args.particles:
+        den = DigitsDenoiser()
+        draws, failed, t0 = [], 0, time.perf_counter()
+        g = torch.Generator().manual_seed(args.seed + 2)
+        for i in range(n):  # one population per observation: azula resamples across its whole batch
+            if task == "inpaint":
+                obs, y = mask[i], x[i]
+
+                def twist(x_hat, so, obs=obs, y=y):
+                    var = c * so**2
+                    log_p = -0.5 * (y - x_hat) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)
+                    return torch.where(obs, log_p, torch.zeros_like(log_p))
+            else:
+                y = down.A(x[i : i + 1])
+
+                def twist(x_hat, so, y=y):
+                    var = c * so**2 / 16
+                    return -0.5 * (y - down.A(x_hat)) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)
+
+            torch.manual_seed(args.seed + 13 + i)
+            sampler = TDSSampler(den, twist, start=1.0, stop=0.0, steps=args.steps, silent=True)
+            out = sampler(sampler.init((m, 1, 8, 8)))
+            if not torch.isfinite(out).all():
+                failed += 1
+                out = torch.nan_to_num(out, 0.0, 1.0, -1.0)
+            draws.append(out[torch.randint(m, (k,), generator=g)])
+        sec = time.perf_counter() - t0
+        samples = torch.stack(draws)
+        name = f"azula TDS (C = {c:g}), M = {m}"
+        row = score(task, name, f"{args.steps}", samples, x, fit_fn, clf, den.calls * m / n, den.calls * m / n,
+                    True, sec / n, sec / n)
+        if failed:
+            row.note = f"non-finite output for {failed} of {n} digits (replaced by 0, clamped)"
+        rows.append(row)
+        log(f"[{task}] {name}: {sec:.1f} s" + (f"; {row.note}" if failed else ""))
         log("  " + line(row))
     return rows
 
@@ -404,6 +489,8 @@ def main(argv=None) -> list[Row]:
             low = Downsample(4).bind((1, 8, 8)).A(x)
             fit = lambda xh: consistency(xh, low, lambda z: Downsample(4).bind((1, 8, 8)).A(z))  # noqa: E731
         rows += peer_rows(task, x, mask, args, den, clf, fit, log)
+        if "azula" in args.peers:
+            rows += azula_rows(task, x, mask, args, model, clf, fit, log)
         rows += smc_rows(task, x, mask, args, model, clf, fit, log)
     floor = digit_fid(x, load_digits_images("train")[:n], clf)
     text = table(rows, n, args.k, floor)
