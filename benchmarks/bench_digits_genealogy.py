@@ -83,6 +83,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--populations", type=int, default=1,
+                   help="P independent runs of M particles per digit (restore(populations=P)); the K draws come "
+                        "from runs j mod P. Lineages are then summed over the P runs, and a resampling event is a step at "
+                        "which any of them resampled.")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -95,7 +99,8 @@ def main() -> None:
         operator = Downsample(4)
         y = operator.bind((1, 8, 8)).A(images)
     PROPOSALS["twisted-recorded"] = RecordingTwistedModel
-    print(f"{images.shape[0]} held-out digits, {args.task}, {args.steps} steps, {args.draws} draws per digit")
+    runs = "" if args.populations == 1 else f", {args.populations} independent runs of M particles per digit"
+    print(f"{images.shape[0]} held-out digits, {args.task}, {args.steps} steps, {args.draws} draws per digit{runs}")
     print("| proposal | M | PSNR (dB) | diversity | weighted sd × c4(5) | distinct final lineages "
           "| resampling events (first tenth / middle / last tenth) | s / digit |")
     print("|---|---|---|---|---|---|---|---|")
@@ -115,7 +120,7 @@ def main() -> None:
             warnings.simplefilter("ignore", UserWarning)  # few-steps advice
             res = restore("digits", y, operator, particles=m, steps=args.steps,
                           proposal="twisted-recorded" if proposal == "twisted" else proposal,
-                          generator=torch.Generator().manual_seed(args.seed + 1))
+                          populations=args.populations, generator=torch.Generator().manual_seed(args.seed + 1))
         seconds = time.perf_counter() - t0
         draws = res.draw(args.draws, torch.Generator().manual_seed(args.seed + 2))
         ws = res.weighted

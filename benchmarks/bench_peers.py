@@ -8,7 +8,8 @@ next to smcdiff's own SMC rows (``smcdiff.restore``) on the same digits, masks a
 (b) 4x super-resolution: 8x8 from the 2x2 block means, noiseless.
 
 Metrics follow ``examples/compare_cmde.py``: K = 5 reconstructions per observation (deepinv: K independent
-runs; smcdiff: K draws from the weighted particles of one run, ``res.draw(K, g)``), all clamped to [-1, 1];
+runs; smcdiff: K draws from the weighted particles of one run, ``res.draw(K, g)``, or with ``--populations P``
+of P independent runs, draw j from run j mod P), all clamped to [-1, 1];
 PSNR of the first draw against the truth; UFID (digit-classifier Fréchet distance) of the first draws
 against the truths; the share of first draws that the digit classifier gives the label it gives the
 truth; diversity (mean per-pixel std over the K draws, [-1, 1] units); distinct images among the K draws
@@ -85,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="smcdiff runs as particles:steps[:kernel] (e.g. 10:50:ancestral), instead of --particles x --steps")
     p.add_argument("--corrector-steps", type=int, default=0, metavar="K",
                    help="K Langevin corrector steps with every smcdiff move (bootstrap and twisted)")
+    p.add_argument("--populations", type=int, default=1, metavar="P",
+                   help="smcdiff: P independent runs of M particles per digit (restore(populations=P)); draw j comes "
+                        "from run j mod P, so the K draws of P >= K runs share no ancestor (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
@@ -386,16 +390,17 @@ def smc_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
             g = torch.Generator().manual_seed(args.seed + 2)
             name = (f"smcdiff {proposal}" + (f" (twist variance {c2:g})" if c2 != 1.0 else "") + f", M = {m}"
                     + (f", {kernel}" if kernel != "euler" else "")
-                    + (f", {args.corrector_steps} corrector" if args.corrector_steps else ""))
+                    + (f", {args.corrector_steps} corrector" if args.corrector_steps else "")
+                    + (f", {args.populations} runs" if args.populations != 1 else ""))
             t0 = time.perf_counter()
             try:
                 res = restore(model, y, operator, noise_std=0.0, particles=m, steps=steps, proposal=proposal,
-                              kernel=kernel, generator=g, **extra)
+                              kernel=kernel, generator=g, populations=args.populations, **extra)
             except ValueError as err:  # e.g. a non-finite twist gradient; record the failure and go on
                 sec = time.perf_counter() - t0
                 nan = float("nan")
                 rows.append(Row(task, name + " (failed)", f"{steps}", nan, nan, nan, nan, nan, nan,
-                                m * steps, m * steps, proposal == "twisted", nan, nan, nan,
+                                args.populations * m * steps, args.populations * m * steps, proposal == "twisted", nan, nan, nan,
                                 note=f"{type(err).__name__}: {err} (after {sec:.1f} s)"))
                 log(f"[{task}] {name}: FAILED after {sec:.1f} s: {err}")
                 continue
@@ -405,7 +410,7 @@ def smc_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
                         proposal == "twisted", res.seconds / n, res.seconds / n)
             rows.append(row)
             lineages = res.weighted.distinct_final().double().mean().item()
-            log(f"[{task}] {name}: {res.seconds:.1f} s, final lineages {lineages:.2f} of {m}")
+            log(f"[{task}] {name}: {res.seconds:.1f} s, final lineages {lineages:.2f} of {args.populations * m}")
             log("  " + line(row))
     return rows
 

@@ -130,14 +130,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise UserError(f"the demo uses 8x8 greyscale digits; model {args.model!r} expects {tuple(model.event_shape)}")
     masks = random_square_masks(images.shape[0], 8, 8, 0.25, generator=_generator(args.seed))
     b, k, m = images.shape[0], args.draws, args.particles
+    runs = "" if args.populations == 1 else f" (SMC: in each of {args.populations} independent runs)"
     print(
-        f"Inpainting {b} held-out digits, a random 4x4 square (25%) hidden in each; {m} particles, "
+        f"Inpainting {b} held-out digits, a random 4x4 square (25%) hidden in each; {m} particles{runs}, "
         f"{args.steps} steps ({args.kernel}), model {args.model!r}, {device}, {threads} thread(s)."
     )
     _warn_few_steps(args.steps, args.kernel)
     common = dict(particles=m, steps=args.steps, kernel=args.kernel, progress=True, device=device)
+    smc_only = dict(populations=args.populations)
     results = {
-        method: inpaint(model, images, masks, method=method, generator=_generator(args.seed + 1, device), **common)
+        method: inpaint(model, images, masks, method=method, generator=_generator(args.seed + 1, device), **common,
+                        **(smc_only if method == "smc" else {}))
         for method in ("smc", "replacement")
     }
     classifier = load_digit_classifier()
@@ -153,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     low = op.A(images)  # (B, 1, 2, 2) block means
     print(f"\n{factor}x super-resolution of the same digits (8x8 -> {low.shape[-1]}x{low.shape[-2]} block means):")
     sr = {"smc (bootstrap)": restore(model, low, Downsample(factor), proposal="bootstrap",
-                                     generator=_generator(args.seed + 3, device), **common)}
+                                     generator=_generator(args.seed + 3, device), **common, **smc_only)}
     sr_table, sr_picks = _method_table(
         sr, images, lambda x: consistency(x, low.repeat_interleave(k, 0), op.A), k, _generator(args.seed + 4, device),
         classifier,
@@ -165,6 +168,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
         "classifier gives the completion the original's label. lineages: distinct starting particles of the "
         "final particles, mean over images (of M; a collapsed genealogy has few)."
     )
+    fewest = min(float(r.weighted.distinct_final().double().mean()) for r in (results["smc"], sr["smc (bootstrap)"]))
+    if args.populations == 1 and fewest < k:
+        print(
+            f"The {k} SMC draws of a digit come from one run whose particles descend from {fewest:.1f} ancestors on "
+            f"average, so some draws are near copies. --populations {k} draws them from {k} independent runs "
+            f"({k} times the cost; --particles {max(1, m // k)} keeps it)."
+        )
     masked = torch.where(masks, images, torch.zeros_like(images))
     up = torch.nn.functional.interpolate(low, size=images.shape[-2:], mode="nearest")
     sections = [
@@ -217,6 +227,9 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--twist-variance", type=_positive(float), default=1.0, metavar="C2",
                    help="twisted only: the data's variance per observed coefficient, which sets the twist's spread "
                         "(default %(default)s, for images in [-1, 1]; 'inf' for the scale-free sigma_t^2 / alpha_t^2)")
+    p.add_argument("--populations", type=_positive(int), default=1, metavar="P",
+                   help="smc: P independent runs of --particles each (P times the cost); draw j comes from run j mod P, "
+                        "so P draws share no ancestor (default %(default)s: one run, whose draws may share one lineage)")
     p.add_argument("--draws", type=_positive(int), default=4, help="equally weighted draws to show (default %(default)s)")
     p.add_argument("--truth", type=Path, default=None, metavar="GT.png",
                    help="ground truth at the model's size: adds a column and PSNR (a folder of files named as the inputs in batch mode)")
@@ -267,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", type=_positive(int), default=8, help="held-out digits (default %(default)s)")
     p.add_argument("--draws", type=_positive(int), default=4, help="draws shown per method (default %(default)s)")
+    p.add_argument("--populations", type=_positive(int), default=1, metavar="P",
+                   help="SMC: P independent runs of --particles each (P times the cost); draw j comes from run j mod P, "
+                        "so P draws share no ancestor (default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("smcdiff-demo.png"), help="PNG grid (default %(default)s)")
     p.add_argument("--scale", type=_positive(int), default=None, help="nearest-neighbour upscaling of the grid (default 8)")
     _sampling_options(p)

@@ -67,6 +67,8 @@ def _check_task_options(args: argparse.Namespace) -> None:
             raise UserError("--corrector-steps applies to --method smc")
         if args.twist_variance != 1.0:
             raise UserError("--twist-variance applies to --method smc --proposal twisted")
+        if args.populations != 1:
+            raise UserError("--populations applies to --method smc (replacement draws are already independent)")
     elif args.corrector_steps and (args.proposal or ("bootstrap" if args.noise == 0 else "mcgdiff")) == "mcgdiff":
         raise UserError("--corrector-steps applies to the bootstrap and twisted proposals")
     elif args.twist_variance != 1.0 and args.proposal != "twisted":
@@ -208,7 +210,7 @@ def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.
 
     common = dict(
         particles=args.particles, steps=args.steps, method=args.method, proposal=args.proposal, kernel=args.kernel,
-        corrector_steps=args.corrector_steps, twist_variance=args.twist_variance,
+        corrector_steps=args.corrector_steps, twist_variance=args.twist_variance, populations=args.populations,
         noise_std=args.noise, generator=_generator(args.seed, device), progress=population is None or population.rank == 0,
         device=device, population=population,
     )
@@ -297,8 +299,9 @@ def cmd_restore(args: argparse.Namespace) -> None:
             "deblur": f"deblurring (Gaussian blur, sigma {args.blur_sigma} px)", "denoise": "denoising"}[args.task]
     method = args.method if args.method == "replacement" else f"smc ({args.proposal or ('bootstrap' if args.noise == 0 else 'mcgdiff')})"
     where = "" if processes == 1 else f" on {processes} processes ({args.particles // processes} particles each)"
+    runs = "" if args.populations == 1 else f" in each of {args.populations} independent runs"
     say(
-        f"{what} of {len(jobs)} image(s), {method}, noise {args.noise:g}; {args.particles} particles, {args.steps} steps "
+        f"{what} of {len(jobs)} image(s), {method}, noise {args.noise:g}; {args.particles} particles{runs}, {args.steps} steps "
         f"({args.kernel}), model {args.model!r}, {device}, {threads} thread(s){where}."
     )
     if lead:
@@ -322,14 +325,14 @@ def cmd_restore(args: argparse.Namespace) -> None:
         path = save_image_grid(rows, job.out, scale=scale, labels=labels)
         ess = res.weighted.ess[-1, 0].item()
         lineages = int(res.weighted.distinct_final()[0])
-        m = args.particles
+        m = args.particles * args.populations
         print(f"{prefix}wrote {path} ({res.seconds:.1f} s, final ESS {ess:.1f} of {m}, {lineages} distinct final lineages of {m})")
         for line in _metric_lines(res, draws, job.truth_image):
             print(f"  {line}")
         if job.save is not None:
             print(f"  saved the run to {save_result(res, job.save)}")
         if job.diagnostics is not None:
-            title = f"{job.input.name}: {what}, {method}, {m} particles, {args.steps} steps"
+            title = f"{job.input.name}: {what}, {method}, {args.particles} particles{runs}, {args.steps} steps"
             print(f"  wrote {plot_diagnostics({method: res.weighted}, job.diagnostics, title=title)}")
 
 

@@ -111,6 +111,7 @@ def inpaint(
     callback: Callback | None = None,
     device: torch.device | str | None = None,
     population: Population | None = None,
+    populations: int = 1,
 ) -> RestoreResult | None:
     """Inpaint ``image`` where ``mask`` is False with an unconditional diffusion model.
 
@@ -134,6 +135,7 @@ def inpaint(
     callback : called with a :class:`~smcdiff.dynamics.StepInfo` after each step.
     device : where the model and the particles run.
     population : where the particles live (see :func:`smcdiff.restore`).
+    populations : P independent SMC runs per image, for independent draws (see :func:`smcdiff.restore`).
     """
     score = load_model(model, device=device)
     if not hasattr(score, "sde"):
@@ -146,4 +148,5 @@ def inpaint(
         proposal=proposal, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
         corrector_steps=corrector_steps, corrector_size=corrector_size, twist_variance=twist_variance, generator=generator,
         chunk_size=chunk_size, progress=progress, callback=callback, device=device, population=population,
+        populations=populations,
     )

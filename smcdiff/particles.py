@@ -59,6 +59,9 @@ class WeightedSamples:
         proposal's docs); NaN for unweighted baselines.
     lineages : (steps, B) int64, the number of distinct ancestors, at each step, of the final particles
         (M where the genealogy never coalesced; a small number is a collapsed genealogy).
+    populations : P, the number of independent SMC runs pooled in each row (``smc_sample(populations=P)``):
+        the M particles are P contiguous blocks of M / P, each an independent run's particles, weighted
+        by that run's normalised weights times 1 / P (see :meth:`pool`). 1 for a single run.
     """
 
     particles: Tensor
@@ -67,6 +70,7 @@ class WeightedSamples:
     resampled: Tensor
     log_evidence: Tensor
     lineages: Tensor | None = None
+    populations: int = 1
 
     @property
     def weights(self) -> Tensor:
@@ -87,14 +91,57 @@ class WeightedSamples:
         return torch.einsum("bm,bmi,bmj->bij", w, centred, centred)
 
     def draw(self, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``k`` equally weighted particles per row, i.i.d. from sum_i w_i delta_{x_i}: ``(B, k, *event_shape)``.
+        """Draw ``k`` equally weighted particles per row from sum_i w_i delta_{x_i}: ``(B, k, *event_shape)``.
 
+        From a single run the draws are i.i.d. from the weights. From P pooled populations they are
+        stratified over the populations: draw j comes from population j mod P (from its own weights), so
+        the first P draws come from P independent runs and share no ancestor.
         (:func:`smcdiff.resample` is the other operation: ancestor indices for the particle loop.)
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        idx = torch.multinomial(self.weights, k, replacement=True, generator=generator)
-        return self.particles[torch.arange(idx.shape[0], device=idx.device)[:, None], idx]
+        b, p = self.log_weights.shape[0], self.populations
+        if p == 1:
+            idx = torch.multinomial(self.weights, k, replacement=True, generator=generator)
+        else:
+            per_run = self.log_weights.shape[1] // p
+            which = torch.arange(k, device=self.log_weights.device) % p  # (k,) population of each draw
+            w = self.weights.reshape(b, p, per_run)[:, which]  # (B, k, M / P), each summing to 1 / P
+            within = torch.multinomial(w.reshape(b * k, per_run), 1, generator=generator).reshape(b, k)
+            idx = which * per_run + within
+        return self.particles[torch.arange(b, device=idx.device)[:, None], idx]
+
+    def pool(self, populations: int) -> "WeightedSamples":
+        """Pool consecutive rows into one: rows ``b * P .. b * P + P - 1`` are P independent runs for the
+        same observation, and become row ``b`` with ``P * M`` particles, each run weighted 1 / P.
+
+        The pooled weights estimate posterior expectations by the average of the P runs' estimates, and
+        the log-evidence is the log of the average of their evidence estimates (unbiased in Z). The ESS
+        per step is that of the pooled weights, P^2 / sum_j 1 / ESS_j; ``resampled`` marks the steps at
+        which any of the runs resampled; lineages add up (the runs share no ancestor).
+        """
+        p = populations
+        if not isinstance(p, int) or isinstance(p, bool) or p < 1:
+            raise ValueError(f"populations must be a positive integer, got {p!r}")
+        rows, m = self.log_weights.shape
+        if rows % p != 0:
+            raise ValueError(f"cannot pool {rows} rows into populations of {p}: not a multiple")
+        if self.populations != 1:
+            raise ValueError("these samples are already pooled")
+        if p == 1:
+            return self
+        b = rows // p
+        steps = self.ess.shape[0]
+        lineages = None if self.lineages is None else self.lineages.reshape(steps, b, p).sum(-1)
+        return WeightedSamples(
+            self.particles.reshape(b, p * m, *self.particles.shape[2:]),
+            self.log_weights.reshape(b, p * m) - math.log(p),
+            p**2 / (1.0 / self.ess.reshape(steps, b, p)).sum(-1),
+            self.resampled.reshape(steps, b, p).any(-1),
+            torch.logsumexp(self.log_evidence.reshape(b, p), dim=-1) - math.log(p),
+            lineages,
+            populations=p,
+        )
 
     def resample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
         """Deprecated name of :meth:`draw` (it returns draws, not ancestor indices like :func:`smcdiff.resample`)."""

@@ -26,7 +26,7 @@ from .proposals import Proposal
 from .proposals.twisted import is_default_twist_variance
 from .resampling import Resampling
 from .score import ScoreModel
-from .smc import smc_sample
+from .smc import check_populations, smc_sample
 
 __all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAULT_PARTICLES"]
 
@@ -44,8 +44,9 @@ class RestoreResult:
 
     Attributes
     ----------
-    samples : (B, M, *event_shape) particles (for a noiseless observation, A x equals y exactly).
-    log_weights : (B, M) float64, normalised (uniform for ``method="replacement"``).
+    samples : (B, M, *event_shape) particles (for a noiseless observation, A x equals y exactly); (B, P * M, ...)
+        with ``populations=P``, run by run.
+    log_weights : (B, M) or (B, P * M) float64, normalised (uniform for ``method="replacement"``).
     y : (B, *observation_shape) the observation, as given.
     operator : the :class:`smcdiff.operators.Operator` (a :class:`~smcdiff.operators.Mask` for inpainting).
     noise_std : sigma_y.
@@ -85,7 +86,8 @@ class RestoreResult:
         return self.weighted.mean().to(self.samples.dtype)
 
     def draw(self, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """``k`` equally weighted restorations per observation, ``(B, k, *event_shape)``, drawn i.i.d. from the weights."""
+        """``k`` equally weighted restorations per observation, ``(B, k, *event_shape)``, drawn from the weights
+        (i.i.d.; with ``populations=P``, draw j from run j mod P)."""
         return self.weighted.draw(k, generator)
 
 
@@ -155,6 +157,7 @@ def restore(
     device: torch.device | str | None = None,
     check_data_range: bool = True,
     population: Population | None = None,
+    populations: int = 1,
 ) -> RestoreResult | None:
     """Sample x given y = A x + noise_std * eps with an unconditional diffusion model.
 
@@ -184,10 +187,16 @@ def restore(
     population : where the particles live (see :mod:`smcdiff.distributed`; default all in this process).
         Sharded over processes, the result comes back where the population's ``gather`` says (rank 0 by
         default) and None on the other processes.
+    populations : P independent SMC runs of M particles per observation, batched together (P times the
+        cost); the result holds their P * M particles, each run weighted 1 / P, and ``draw(k)`` takes draw j
+        from run j mod P. Use it for several *independent* restorations of one observation: the draws of a
+        single run often share one ancestor (``weighted.distinct_final()``). See :func:`smcdiff.smc_sample`.
     """
     score = _resolve_model(model, device)
     if method not in ("smc", "replacement"):
         raise ValueError(f"method must be 'smc' or 'replacement', got {method!r}")
+    if check_populations(populations) != 1 and method != "smc":
+        raise ValueError("populations applies to method='smc' only (replacement samples are already independent)")
     if not isinstance(y, Tensor) or not y.is_floating_point():
         raise ValueError("y must be a floating-point tensor (B, *observation_shape) in the model's data range")
     y, op = _observation(score, y, operator, device)
@@ -211,7 +220,8 @@ def restore(
         proposal = ("bootstrap" if noise_std == 0 else "mcgdiff") if proposal is None else proposal
         out = smc_sample(score, score.sde, y, op, noise_std=noise_std, proposal=proposal, resampling=resampling,
                          ess_threshold=ess_threshold, corrector_steps=corrector_steps,
-                         corrector_size=corrector_size, twist_variance=twist_variance, **common)
+                         corrector_size=corrector_size, twist_variance=twist_variance, populations=populations,
+                         **common)
     else:
         if noise_std != 0:
             raise ValueError("method='replacement' overwrites the observed part and needs noise_std=0")
@@ -222,9 +232,9 @@ def restore(
     if out is None:  # a sharded run gathers the particles on another process
         return None
     n_steps = out.ess.shape[0]
-    evaluations = y.shape[0] * particles * (n_steps * (1 + corrector_steps) + int(denoise_last))
+    evaluations = y.shape[0] * populations * particles * (n_steps * (1 + corrector_steps) + int(denoise_last))
     settings = dict(steps=n_steps, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
                     denoise_last=denoise_last, corrector_steps=corrector_steps, corrector_size=corrector_size,
-                    twist_variance=twist_variance)
+                    twist_variance=twist_variance, populations=populations)
     return RestoreResult(out.particles, out.log_weights, y, op, float(noise_std), out, method,
                          proposal if method == "smc" else None, evaluations, seconds, settings)

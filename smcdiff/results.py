@@ -167,6 +167,7 @@ def save_result(result: RestoreResult, path: str | Path) -> Path:
         "seconds": _jsonable(float(result.seconds)),
         "operator": op_desc,
         "settings": _jsonable(dict(result.settings)),
+        "populations": int(w.populations),
     }
     text = json.dumps(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +201,13 @@ def _read(path: Path, suffix: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return tensors, json.loads(text)
 
 
+def _populations(meta: dict[str, Any], path: Path, log_weights: Tensor) -> int:
+    p = meta.get("populations", 1)
+    if isinstance(p, bool) or not isinstance(p, int) or p < 1 or log_weights.ndim != 2 or log_weights.shape[1] % p:
+        raise ResultFileError(f"{path} records populations={p!r}, which does not divide its particles")
+    return p
+
+
 def load_result(path: str | Path, operator: Operator | None = None) -> RestoreResult:
     """Read a result written by :func:`save_result` (never unpickles anything).
 
@@ -230,7 +238,7 @@ def load_result(path: str | Path, operator: Operator | None = None) -> RestoreRe
         operator = build_operator(meta["operator"], op_tensors)
     weighted = WeightedSamples(
         tensors["samples"], tensors["log_weights"], tensors["ess"], tensors["resampled"].to(torch.bool),
-        tensors["log_evidence"], tensors.get("lineages"),
+        tensors["log_evidence"], tensors.get("lineages"), populations=_populations(meta, path, tensors["log_weights"]),
     )
     return RestoreResult(
         samples=tensors["samples"],

@@ -36,7 +36,7 @@ from .dynamics import (
     check_steps,
     resolve_grid,
 )
-from .operators import Operator, as_operator
+from .operators import Mask, Operator, as_operator
 from .particles import Population, Problem, StepInfo, WeightedSamples, run_particles
 from .proposals import PROPOSALS, Proposal
 from .proposals.twisted import is_default_twist_variance
@@ -148,6 +148,26 @@ def check_smc_args(ess_threshold: float, resampling: str, proposal: str, callbac
     check_callback(callback)
 
 
+def check_populations(populations: int) -> int:
+    if isinstance(populations, bool) or not isinstance(populations, int) or populations < 1:
+        raise ValueError(f"populations must be a positive integer (independent runs per observation), got {populations!r}")
+    return populations
+
+
+def repeat_rows(y: Tensor, observation: Tensor | Operator, repeats: int) -> tuple[Tensor, Tensor | Operator]:
+    """``y`` and its observation with every row repeated ``repeats`` times in place (row b becomes rows
+    ``b * repeats .. b * repeats + repeats - 1``): per-row masks are repeated with their rows; an operator
+    shared by all rows stays as it is."""
+    _check_y(y)
+    if isinstance(observation, Tensor):
+        if observation.dtype != torch.bool:
+            raise ValueError("mask must be a bool tensor broadcastable to y's shape (True = observed), or an Operator")
+        observation = as_operator(observation, y)
+    if isinstance(observation, Mask) and observation.per_row:
+        observation = Mask(observation.mask.repeat_interleave(repeats, dim=0), per_row=True)
+    return y.repeat_interleave(repeats, dim=0), observation
+
+
 def check_population(population: Population | None) -> Population:
     """``population``, or the single-process default for None; anything else is a ``ValueError``."""
     if population is None:
@@ -181,6 +201,7 @@ def smc_sample(
     callback: Callback | None = None,
     denoise_last: bool = False,
     population: Population | None = None,
+    populations: int = 1,
 ) -> WeightedSamples | None:
     """Sample p(x | y) for y = A x + noise_std * eps with SMC on an unconditional score.
 
@@ -226,14 +247,31 @@ def smc_sample(
     population : where the particles live; default all in this process. A
         :class:`smcdiff.distributed.ShardedPopulation` spreads each row's M particles over the processes
         of a ``torch.distributed`` group (M a multiple of their number), with exact global resampling.
+    populations : P, independent SMC runs of M particles per observation, all in the same batched network
+        calls (P times the cost of one run). They are pooled with equal weights (:meth:`WeightedSamples.pool`)
+        and ``draw(k)`` takes draw j from run j mod P, so P draws share no ancestor. One run's particles
+        often descend from a single ancestor (``lineages``); its draws then differ only in the last steps'
+        noise. Independent runs give independent draws, each with the law of one draw from an M-particle
+        run: biased at small M (the bias falls as M grows, not as P grows) but not collapsed. The pooled
+        estimates and log-evidence keep the limit in M. Callbacks see the B * P runs as rows. Default 1.
 
     Returns
     -------
     WeightedSamples
-        ``particles (B, M, *event_shape)``; with a noiseless observation A x equals y exactly on the
+        ``particles (B, P * M, *event_shape)``; with a noiseless observation A x equals y exactly on the
         observed part. ``lineages`` shows how many distinct ancestors the final particles have.
         A sharded population returns it where its ``gather`` says and None on the other processes.
     """
+    if check_populations(populations) > 1:
+        y, observation = repeat_rows(y, observation, populations)
+        out = smc_sample(
+            score, sde, y, observation, noise_std=noise_std, particles=particles, steps=steps, grid=grid,
+            proposal=proposal, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
+            corrector_steps=corrector_steps, corrector_size=corrector_size, twist_variance=twist_variance,
+            generator=generator, chunk_size=chunk_size, progress=progress, callback=callback,
+            denoise_last=denoise_last, population=population,
+        )
+        return None if out is None else out.pool(populations)
     noise_std = _check_noise_std(noise_std)
     proposal = ("bootstrap" if noise_std == 0 else "mcgdiff") if proposal is None else proposal
     check_smc_args(ess_threshold, resampling, proposal, callback)
