@@ -166,7 +166,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         "PSNR: against the original digit, over equally weighted draws. consistency: PSNR of the observation "
         "(observed pixels; block means) of the draws against y ('exact': kept exactly). label kept: the digit "
         "classifier gives the completion the original's label. lineages: distinct starting particles of the "
-        "final particles, mean over images (of M; a collapsed genealogy has few)."
+        "final particles, mean over images (of M, or of P x M for P runs; a collapsed genealogy has few)."
     )
     fewest = min(float(r.weighted.distinct_final().double().mean()) for r in (results["smc"], sr["smc (bootstrap)"]))
     if args.populations == 1 and fewest < k:
@@ -197,11 +197,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # ---- the parser ----
+DEMO_PARTICLES, DEMO_POPULATIONS = 8, 4
+
+
 def _sampling_options(p: argparse.ArgumentParser) -> None:
     from .restore import DEFAULT_KERNEL, DEFAULT_PARTICLES, DEFAULT_STEPS
 
     p.add_argument("--model", default="digits", help="'digits' (the shipped 8x8 digits model, default), a directory or a hub id")
-    p.add_argument("--particles", type=_positive(int), default=DEFAULT_PARTICLES, help="particles per image (default %(default)s)")
+    p.add_argument("--particles", type=_positive(int), default=DEFAULT_PARTICLES, help="particles per image, per run with --populations (default %(default)s)")
     p.add_argument("--steps", type=_positive(int), default=DEFAULT_STEPS, help="reverse steps (default %(default)s)")
     p.add_argument("--kernel", choices=("euler", "ancestral"), default=DEFAULT_KERNEL,
                    help="reverse kernel: Euler-Maruyama or the exact-in-time DDPM ancestral step (default %(default)s)")
@@ -280,13 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", type=_positive(int), default=8, help="held-out digits (default %(default)s)")
     p.add_argument("--draws", type=_positive(int), default=4, help="draws shown per method (default %(default)s)")
-    p.add_argument("--populations", type=_positive(int), default=1, metavar="P",
+    p.add_argument("--populations", type=_positive(int), default=DEMO_POPULATIONS, metavar="P",
                    help="SMC: P independent runs of --particles each (P times the cost); draw j comes from run j mod P, "
-                        "so P draws share no ancestor (default %(default)s)")
+                        "so P draws share no ancestor (default %(default)s; 1 gives all draws from one run)")
     p.add_argument("--out", type=Path, default=Path("smcdiff-demo.png"), help="PNG grid (default %(default)s)")
     p.add_argument("--scale", type=_positive(int), default=None, help="nearest-neighbour upscaling of the grid (default 8)")
     _sampling_options(p)
-    p.set_defaults(func=cmd_demo)
+    # the demo's 4 draws per digit come from 4 independent runs of 8 particles: as many particles per image as
+    # one run of restore's default 32, but draws that do not share one ancestor
+    p.set_defaults(func=cmd_demo, particles=DEMO_PARTICLES)
 
     p = sub.add_parser(
         "restore",

@@ -141,8 +141,11 @@ def test_help_everywhere(smcdiff, command):
 @pytest.mark.parametrize("command", ["demo", "inpaint", "restore"])
 def test_help_shows_the_defaults_of_particles_steps_and_seed(smcdiff, command):
     text = " ".join(smcdiff(command, "--help").stdout.split())
-    for phrase in ("particles per image (default 32)", "reverse steps (default 250)", "random seed (default 0)"):
+    particles = "(default 8)" if command == "demo" else "(default 32)"
+    for phrase in (f"per run with --populations {particles}", "reverse steps (default 250)", "random seed (default 0)"):
         assert phrase in text
+    if command == "demo":
+        assert "share no ancestor (default 4;" in text
 
 
 def test_gaussian_help_says_what_the_example_is(smcdiff):
@@ -179,9 +182,12 @@ def test_demo_inpaints_and_super_resolves_with_labelled_columns(smcdiff, tmp_pat
     for word in ("smc", "replacement", "PSNR", "consistency", "label kept", "lineages", "s / image",
                  "super-resolution", "smc (bootstrap)"):
         assert word in text
-    # lineages of every method: 'x/2' in each table row
+    # lineages of every method: SMC 'x/8' (4 independent runs of 2 particles by default), replacement 'x/2'
+    assert "2 particles (SMC: in each of 4 independent runs)" in text
     rows = [line for line in text.splitlines() if line.startswith(("smc ", "replacement", "smc (bootstrap)"))]
-    assert len(rows) == 3 and all(re.search(r"\d(\.\d)?/2 ", r) for r in rows)
+    assert len(rows) == 3
+    assert all(re.search(r"\d(\.\d)?/8 ", r) for r in rows if r.startswith("smc"))
+    assert all(re.search(r"\d(\.\d)?/2 ", r) for r in rows if r.startswith("replacement"))
     arr = np.asarray(Image.open(grid).convert("L"))
     # 2 sections of 2 digits at scale 8 (8 + 1 pixel cells), plus titles and column labels above each
     assert arr.shape[0] > 2 * (2 * 9 + 1) * 8
