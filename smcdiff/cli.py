@@ -213,6 +213,13 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     _threads_option(p)
 
 
+def _populations_option(p: argparse.ArgumentParser, default: int) -> None:
+    p.add_argument("--populations", type=_positive(int), default=default, metavar="P",
+                   help="SMC: P independent runs of --particles each (P times the cost); draw j comes from run j mod P, "
+                        "so P draws share no ancestor (default %(default)s; 1: all draws from one run, which may share "
+                        "one lineage)")
+
+
 def _threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive(int), default=None,
                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else 1 on machines with at most "
@@ -230,9 +237,7 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--twist-variance", type=_positive(float), default=1.0, metavar="C2",
                    help="twisted only: the data's variance per observed coefficient, which sets the twist's spread "
                         "(default %(default)s, for images in [-1, 1]; 'inf' for the scale-free sigma_t^2 / alpha_t^2)")
-    p.add_argument("--populations", type=_positive(int), default=1, metavar="P",
-                   help="smc: P independent runs of --particles each (P times the cost); draw j comes from run j mod P, "
-                        "so P draws share no ancestor (default %(default)s: one run, whose draws may share one lineage)")
+    _populations_option(p, default=1)
     p.add_argument("--draws", type=_positive(int), default=4, help="equally weighted draws to show (default %(default)s)")
     p.add_argument("--truth", type=Path, default=None, metavar="GT.png",
                    help="ground truth at the model's size: adds a column and PSNR (a folder of files named as the inputs in batch mode)")
@@ -283,9 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", type=_positive(int), default=8, help="held-out digits (default %(default)s)")
     p.add_argument("--draws", type=_positive(int), default=4, help="draws shown per method (default %(default)s)")
-    p.add_argument("--populations", type=_positive(int), default=DEMO_POPULATIONS, metavar="P",
-                   help="SMC: P independent runs of --particles each (P times the cost); draw j comes from run j mod P, "
-                        "so P draws share no ancestor (default %(default)s; 1 gives all draws from one run)")
+    _populations_option(p, default=DEMO_POPULATIONS)
     p.add_argument("--out", type=Path, default=Path("smcdiff-demo.png"), help="PNG grid (default %(default)s)")
     p.add_argument("--scale", type=_positive(int), default=None, help="nearest-neighbour upscaling of the grid (default 8)")
     _sampling_options(p)

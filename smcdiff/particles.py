@@ -45,6 +45,13 @@ from .sde import SDE
 __all__ = ["WeightedSamples", "StepInfo", "Step", "Problem", "ParticleModel", "Population", "Streams", "run_particles"]
 
 
+def check_populations(populations: int) -> int:
+    """``populations`` if it is a positive int (independent SMC runs per observation), else ``ValueError``."""
+    if isinstance(populations, bool) or not isinstance(populations, int) or populations < 1:
+        raise ValueError(f"populations must be a positive integer (independent runs per observation), got {populations!r}")
+    return populations
+
+
 @dataclass(frozen=True)
 class WeightedSamples:
     """Weighted particles sum_i w_i delta_{x_i} per observation.
@@ -120,9 +127,7 @@ class WeightedSamples:
         per step is that of the pooled weights, P^2 / sum_j 1 / ESS_j; ``resampled`` marks the steps at
         which any of the runs resampled; lineages add up (the runs share no ancestor).
         """
-        p = populations
-        if not isinstance(p, int) or isinstance(p, bool) or p < 1:
-            raise ValueError(f"populations must be a positive integer, got {p!r}")
+        p = check_populations(populations)
         rows, m = self.log_weights.shape
         if rows % p != 0:
             raise ValueError(f"cannot pool {rows} rows into populations of {p}: not a multiple")

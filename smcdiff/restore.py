@@ -21,12 +21,12 @@ from torch import Tensor
 from .baselines import replacement_sample
 from .dynamics import Callback, Kernel
 from .operators import Mask, Operator, as_operator
-from .particles import Population, WeightedSamples
+from .particles import Population, WeightedSamples, check_populations
 from .proposals import Proposal
 from .proposals.twisted import is_default_twist_variance
 from .resampling import Resampling
 from .score import ScoreModel
-from .smc import check_populations, smc_sample
+from .smc import smc_sample
 
 __all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAULT_PARTICLES"]
 

@@ -37,7 +37,7 @@ from .dynamics import (
     resolve_grid,
 )
 from .operators import Mask, Operator, as_operator
-from .particles import Population, Problem, StepInfo, WeightedSamples, run_particles
+from .particles import Population, Problem, StepInfo, WeightedSamples, check_populations, run_particles
 from .proposals import PROPOSALS, Proposal
 from .proposals.twisted import is_default_twist_variance
 from .resampling import RESAMPLERS, Resampling
@@ -146,12 +146,6 @@ def check_smc_args(ess_threshold: float, resampling: str, proposal: str, callbac
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {sorted(PROPOSALS)}, got {proposal!r}")
     check_callback(callback)
-
-
-def check_populations(populations: int) -> int:
-    if isinstance(populations, bool) or not isinstance(populations, int) or populations < 1:
-        raise ValueError(f"populations must be a positive integer (independent runs per observation), got {populations!r}")
-    return populations
 
 
 def repeat_rows(y: Tensor, observation: Tensor | Operator, repeats: int) -> tuple[Tensor, Tensor | Operator]:
