@@ -100,9 +100,8 @@ class WeightedSamples:
     def draw(self, k: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``k`` equally weighted particles per row from sum_i w_i delta_{x_i}: ``(B, k, *event_shape)``.
 
-        From a single run the draws are i.i.d. from the weights. From P pooled populations they are
-        stratified over the populations: draw j comes from population j mod P (from its own weights), so
-        the first P draws come from P independent runs and share no ancestor.
+        From a single run the draws are i.i.d. from the weights. From P pooled runs draw j comes from run
+        j mod P (from its own weights), so the first P draws share no ancestor.
         (:func:`smcdiff.resample` is the other operation: ancestor indices for the particle loop.)
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -135,16 +134,14 @@ class WeightedSamples:
             raise ValueError("these samples are already pooled")
         if p == 1:
             return self
-        b = rows // p
-        steps = self.ess.shape[0]
-        lineages = None if self.lineages is None else self.lineages.reshape(steps, b, p).sum(-1)
+        b, steps = rows // p, self.ess.shape[0]
         return WeightedSamples(
             self.particles.reshape(b, p * m, *self.particles.shape[2:]),
             self.log_weights.reshape(b, p * m) - math.log(p),
             p**2 / (1.0 / self.ess.reshape(steps, b, p)).sum(-1),
             self.resampled.reshape(steps, b, p).any(-1),
             torch.logsumexp(self.log_evidence.reshape(b, p), dim=-1) - math.log(p),
-            lineages,
+            None if self.lineages is None else self.lineages.reshape(steps, b, p).sum(-1),
             populations=p,
         )
 
