@@ -13,8 +13,6 @@ with this score, chunks by observation instead).
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 
@@ -86,16 +84,3 @@ class ConditionalScore(ScoreModel):
         aux = None if self.aux is None else self.aux.to(x)
         return conditional_score(self.estimator, x, t, y, aux, generator=self.generator)
 
-
-def __getattr__(name: str):
-    if name == "sample_conditional":
-        warnings.warn(
-            "smcdiff.adapters.conditional.sample_conditional moved to smcdiff.baselines.sample_conditional "
-            "(its batch_rows argument is now chunk_size)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from smcdiff.baselines import sample_conditional
-
-        return sample_conditional
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

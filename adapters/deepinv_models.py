@@ -56,7 +56,7 @@ class DeepinvDenoiser(Denoiser):
 
 def digits_denoiser(device: torch.device | str | None = None) -> DeepinvDenoiser:
     """The shipped digits model (1 x 8 x 8 images) as a deepinv denoiser on [0, 1] data."""
-    from smcdiff.inpaint import load_model
+    from smcdiff.models import load_model
 
     return DeepinvDenoiser(load_model("digits", device=device))
 

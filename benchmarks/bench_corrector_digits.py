@@ -21,6 +21,7 @@ import warnings
 import torch
 
 from smcdiff import inpaint
+from smcdiff.proposals import PROPOSALS
 from smcdiff.classifier import load_digit_classifier
 from smcdiff.data import load_digits_images
 from smcdiff.masks import random_square_masks
@@ -54,8 +55,11 @@ def main() -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # few-steps advice
-            res = inpaint("digits", images, masks, particles=args.particles, steps=args.steps, proposal=args.proposal, corrector_steps=k,
-                          corrector_size=size, generator=torch.Generator().manual_seed(args.seed + 1))
+            res = inpaint(
+                "digits", images, masks, particles=args.particles, steps=args.steps,
+                generator=torch.Generator().manual_seed(args.seed + 1),
+                proposal=PROPOSALS[args.proposal](corrector_steps=k, corrector_size=size),
+            )
         seconds = time.perf_counter() - t0
         draws = res.draw(args.draws, torch.Generator().manual_seed(args.seed + 2))
         flat = draws.flatten(0, 1)

@@ -31,18 +31,19 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from smcdiff import restore
+from smcdiff import RunOptions, restore
 from smcdiff.baselines import sample_conditional
 from smcdiff.data import load_digits_images
 from smcdiff.masks import random_square_masks
 from smcdiff.metrics import diversity, psnr
 from smcdiff.msdiff.conditional import ASSET_DIR, average_pool, condition, load_conditional
 from smcdiff.operators import Downsample
-from smcdiff.proposals import PROPOSALS, TwistedModel
+from smcdiff.proposals import PROPOSALS, Twisted, TwistedModel
 
 C4_5 = 0.9400  # E[sample sd of 5 normal draws] / sd
 
@@ -56,6 +57,14 @@ class RecordingTwistedModel(TwistedModel):
         move, twist = self._pending, pred["log_twist"] - self._prev_twist
         self.records.append((step.k, *(float(v.std(1).mean()) for v in (move, twist, move + twist))))
         return super().log_potential(x, pred, step)
+
+
+@dataclass(frozen=True, eq=False)
+class RecordingTwisted(Twisted):
+    """The twisted proposal whose particle model records its weight increments (:class:`RecordingTwistedModel`)."""
+
+    def build(self, problem) -> RecordingTwistedModel:
+        return RecordingTwistedModel(problem, self.twist_variance, self.corrector_steps, self.corrector_size)
 
 
 def phases(steps: int) -> list[tuple[str, slice]]:
@@ -98,7 +107,6 @@ def main() -> None:
     else:
         operator = Downsample(4)
         y = operator.bind((1, 8, 8)).A(images)
-    PROPOSALS["twisted-recorded"] = RecordingTwistedModel
     runs = "" if args.populations == 1 else f", {args.populations} independent runs of M particles per digit"
     print(f"{images.shape[0]} held-out digits, {args.task}, {args.steps} steps, {args.draws} draws per digit{runs}")
     print("| proposal | M | PSNR (dB) | diversity | weighted sd × c4(5) | distinct final lineages "
@@ -118,9 +126,12 @@ def main() -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # few-steps advice
-            res = restore("digits", y, operator, particles=m, steps=args.steps,
-                          proposal="twisted-recorded" if proposal == "twisted" else proposal,
-                          populations=args.populations, generator=torch.Generator().manual_seed(args.seed + 1))
+            res = restore(
+                "digits", y, operator, particles=m, steps=args.steps,
+                generator=torch.Generator().manual_seed(args.seed + 1),
+                proposal=RecordingTwisted() if proposal == "twisted" else PROPOSALS[proposal](),
+                options=RunOptions(populations=args.populations),
+            )
         seconds = time.perf_counter() - t0
         draws = res.draw(args.draws, torch.Generator().manual_seed(args.seed + 2))
         ws = res.weighted

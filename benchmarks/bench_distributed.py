@@ -52,7 +52,7 @@ def _problem(name: str, steps: int):
 
     w = WORKLOADS[name]
     if name == "digits":
-        from smcdiff.inpaint import load_model
+        from smcdiff.models import load_model
 
         score = load_model("digits")
         images = load_digits_images("test")[: w["b"]]
@@ -95,34 +95,37 @@ def _comm_time(pop, b: int, m: int, moved_bytes: float, repeats: int = 30) -> fl
 def _worker(name: str, steps: int, repeats: int) -> dict:
     import torch.distributed as dist
 
-    from smcdiff import smc_sample
-    from smcdiff.distributed import ShardedPopulation
+    from smcdiff import RunOptions, smc_sample
+    from smcdiff.distributed import ShardedPlacement
 
     torch.set_num_threads(1)
     score, sde, y, obs, kw = _problem(name, steps)
     m = WORKLOADS[name]["m"]
     times, cpu, traffic = [], [], []
     for r in range(repeats + 1):  # the first run warms up
-        pop = ShardedPopulation()
+        pop = ShardedPlacement()
         dist.barrier()
         t0, c0 = time.perf_counter(), time.process_time()
-        smc_sample(score, sde, y, obs, particles=m, ess_threshold=1.0, generator=torch.Generator().manual_seed(r), population=pop, **kw)
+        smc_sample(
+            score, sde, y, obs, particles=m, generator=torch.Generator().manual_seed(r),
+            options=RunOptions(ess_threshold=1.0, placement=pop), **kw,
+        )
         if r:
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
             traffic.append(pop.traffic)
     t = traffic[-1]
-    row_bytes = t.particles / t.rows if t.rows else 0
+    row_bytes = t.moved / t.rows if t.rows else 0
     per_step = dict(
         seconds=statistics.median(times) / steps,
         cpu=statistics.median(cpu) / steps,
         weights=statistics.median(x.weights for x in traffic) / steps,
-        particles=statistics.median(x.particles for x in traffic) / steps,
+        moved=statistics.median(x.moved for x in traffic) / steps,
         rows=statistics.median(x.rows for x in traffic) / steps,
         control=statistics.median(x.control for x in traffic) / steps,
         row_bytes=row_bytes,
     )
-    per_step["comm"] = _comm_time(pop, y.shape[0], m, per_step["particles"])
+    per_step["comm"] = _comm_time(pop, y.shape[0], m, per_step["moved"])
     return per_step
 
 
@@ -150,7 +153,7 @@ def main() -> None:
             base = sec if base is None else base
             weights = statistics.mean(r["weights"] for r in ranks)
             rows = sum(r["rows"] for r in ranks)
-            particles = sum(r["particles"] for r in ranks)
+            particles = sum(r["moved"] for r in ranks)
             comm = max(r["comm"] for r in ranks)
             model = 8 * b * m * (w - 1) / w
             bound = b * m * (w - 1) // w

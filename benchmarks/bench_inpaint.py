@@ -36,7 +36,7 @@ import time
 import torch
 
 from common import device_name, digits_score
-from smcdiff import replacement_sample, smc_sample
+from smcdiff import RunOptions, replacement_sample, smc_sample
 from smcdiff.classifier import load_digit_classifier
 from smcdiff.data import load_digits_images
 from smcdiff.masks import random_square_masks
@@ -151,10 +151,14 @@ def quality(args, score, images, masks, classifier, real) -> None:
     rows = []
     g = lambda k: torch.Generator().manual_seed(args.seed + k)  # noqa: E731
     for name, run in [
-        ("SMC (systematic, ESS < M/2)", lambda: smc_sample(score, score.sde, images, masks, particles=m, steps=n,
-                                                           generator=g(1), chunk_size=args.chunk_size, progress=True)),
-        ("replacement (smcdiff)", lambda: replacement_sample(score, score.sde, images, masks, particles=m, steps=n,
-                                                             generator=g(2), chunk_size=args.chunk_size, progress=True)),
+        ("SMC (systematic, ESS < M/2)", lambda: smc_sample(
+            score, score.sde, images, masks, particles=m, steps=n, generator=g(1),
+            options=RunOptions(chunk_size=args.chunk_size, progress=True),
+        )),
+        ("replacement (smcdiff)", lambda: replacement_sample(
+            score, score.sde, images, masks, particles=m, steps=n, generator=g(2),
+            options=RunOptions(chunk_size=args.chunk_size, progress=True),
+        )),
         (f"RePaint (diffusers, eta = {args.eta:g})", lambda: repaint(score, images, masks, m, n, args.seed + 3, args.eta)),
     ]:
         t0 = time.perf_counter()

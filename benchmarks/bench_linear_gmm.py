@@ -49,17 +49,17 @@ discretised target's bias plus a Monte Carlo floor of about TV / sqrt(R)). ``--s
 from __future__ import annotations
 
 import argparse
-import functools
 import math
+from dataclasses import dataclass
 import time
 
 import torch
 from torch import Tensor, nn
 
-from smcdiff import VP, GaussianMixtureScore, smc_sample
+from smcdiff import GaussianMixtureScore, RunOptions, VP, smc_sample
 from smcdiff.oracle.gaussian import linear_gaussian_mixture_posterior
 from smcdiff.operators import Dense
-from smcdiff.proposals import PROPOSALS, TwistedModel
+from smcdiff.proposals import PROPOSALS, Twisted, TwistedModel
 from smcdiff.sde import SDE
 
 K_SIDE = (-2, -1, 0, 1, 2)
@@ -176,6 +176,21 @@ class ExactTwistModel(TwistedModel):
         super().__init__(problem, **options)
         self.a, self.weights, self.means = a, weights, means
 
+
+@dataclass(frozen=True, eq=False)
+class ExactTwist(Twisted):
+    """The proposal object of :class:`ExactTwistModel`: the twisted proposal's options plus the mixture."""
+
+    a: Tensor | None = None
+    weights: Tensor | None = None
+    means: Tensor | None = None
+
+    name = "exact-twist"
+
+    def build(self, problem) -> ExactTwistModel:
+        return ExactTwistModel(problem, self.a, self.weights, self.means, twist_variance=self.twist_variance,
+                               corrector_steps=self.corrector_steps, corrector_size=self.corrector_size)
+
     def log_twist(self, x: Tensor, t: Tensor, score: Tensor, rows: Tensor) -> Tensor:
         pb = self.problem
         alpha, sigma2 = pb.sde.alpha(t[:1]).double(), pb.sde.sigma(t[:1]).double() ** 2
@@ -236,10 +251,12 @@ def run_seed(score, sde, weights, means, covs, d_y, seed, args, steps):
         if twist_variance == "prior":
             twist_variance = prior_coefficient_variance(weights, means, covs, op)
         extra = {} if twist_variance is None else {"twist_variance": twist_variance}
-        if proposal == "exact-twist":
-            PROPOSALS[proposal] = functools.partial(ExactTwistModel, a=a, weights=weights, means=means)
         if args.corrector_steps and proposal != "mcgdiff":
             extra.update(corrector_steps=args.corrector_steps, corrector_size=args.corrector_size)
+        if proposal == "exact-twist":
+            chosen = ExactTwist(a=a, weights=weights, means=means, **extra)
+        else:
+            chosen = PROPOSALS[proposal](**extra)
         s_y = sigma_y if noisy else 0.0
         y = (ax + s_y * noise)[None]
         post_w, post_means, post_covs = linear_gaussian_mixture_posterior(weights, means, covs, op, y, s_y)
@@ -248,9 +265,11 @@ def run_seed(score, sde, weights, means, covs, d_y, seed, args, steps):
             ref1 = exact_samples(post_w[0], post_means[0], post_covs[0], args.particles, g)
             ref2 = exact_samples(post_w[0], post_means[0], post_covs[0], args.particles, g)
             t0 = time.perf_counter()
-            res = smc_sample(score, sde, y, op, noise_std=s_y, particles=args.particles, steps=steps,
-                             proposal=proposal, ess_threshold=args.ess_threshold,
-                             generator=torch.Generator().manual_seed(10_000 + seed + 100_000 * rep), **extra)
+            res = smc_sample(
+                score, sde, y, op, noise_std=s_y, particles=args.particles, steps=steps,
+                generator=torch.Generator().manual_seed(10_000 + seed + 100_000 * rep), proposal=chosen,
+                options=RunOptions(ess_threshold=args.ess_threshold),
+            )
             elapsed = time.perf_counter() - t0
             x, w = res.particles[0].to(torch.float64), res.weights[0]
             lab, lab_ref = components(x, weights, means), components(ref1, weights, means)

@@ -44,17 +44,17 @@ for the mask task; measured on one pilot run).
 from __future__ import annotations
 
 import argparse
-import functools
+from dataclasses import dataclass
 import math
 import time
 
 import torch
 from torch import Tensor
 
-from smcdiff import VP, GaussianMixtureScore, smc_sample
+from smcdiff import VP, Bootstrap, GaussianMixtureScore, MCGdiff, RunOptions, Twisted, smc_sample
 from smcdiff.oracle.gaussian import gaussian_mixture_posterior, linear_gaussian_mixture_posterior
 from smcdiff.operators import Dense
-from smcdiff.proposals import PROPOSALS, TwistedModel
+from smcdiff.proposals import TwistedModel
 
 K_SIDE = (-2, -1, 0, 1, 2)
 
@@ -122,8 +122,8 @@ class Task:
 class ExactTwistModel(TwistedModel):
     """TDS with the exact twist log p(y | x_t) of the mixture (a bound: no denoiser can give it).
 
-    Registered (per task) as the proposal ``"exact-twist"``: a new proposal is one subclass and one entry
-    in ``PROPOSALS``. Given component k, x_0 | x_t ~ N(m_k + alpha / v (x_t - alpha m_k), sigma^2 / v I) with
+    Its proposal object is :class:`ExactTwist` (a new proposal is a particle model and a small frozen
+    dataclass that builds it). Given component k, x_0 | x_t ~ N(m_k + alpha / v (x_t - alpha m_k), sigma^2 / v I) with
     v = alpha^2 + sigma^2, so a^T x_0 + sigma_y eps is a 25-component Gaussian mixture in y. Every coordinate
     moves by the twist's gradient (the Gaussian linearisation of the default move is not this twist)."""
 
@@ -145,33 +145,39 @@ class ExactTwistModel(TwistedModel):
         return torch.logsumexp(log_resp + log_lik, dim=-1)
 
 
+@dataclass(frozen=True, eq=False)
+class ExactTwist(Twisted):
+    """The proposal object of :class:`ExactTwistModel` for one task."""
+
+    task: Task | None = None
+
+    name = "exact-twist"
+
+    def build(self, problem) -> ExactTwistModel:
+        return ExactTwistModel(problem, self.task)
+
+
 KERNEL = "euler"  # --kernel
 
 
 def run_smc(task: Task, sde: VP, score, variant: str, m: int, steps: int, seed: int):
     """(particles (M, d), normalised weights (M,), lineages at t_N, resampled (steps,), final ESS)."""
-    kw: dict = {}
     name, _, option = variant.partition(":")
     name, _, ess = name.partition("@")
-    if ess:
-        kw["ess_threshold"] = float(ess)
+    options = RunOptions(ess_threshold=float(ess)) if ess else RunOptions()
     if name.startswith("bootstrap"):
-        kw["proposal"] = "bootstrap"
-        if "+" in name:
-            kw["corrector_steps"] = int(name.split("+")[1])
+        proposal = Bootstrap(corrector_steps=int(name.split("+")[1]) if "+" in name else 0)
     elif name == "mcgdiff":
-        kw["proposal"] = name
+        proposal = MCGdiff()
     elif name == "exact-twist":
-        PROPOSALS[name] = functools.partial(ExactTwistModel, task=task)
-        kw["proposal"] = name
+        proposal = ExactTwist(task=task)
     elif name == "twisted":
-        kw["proposal"] = "twisted"
-        kw["twist_variance"] = task.prior_variance() if option == "prior" else float(option) if option else 1.0
+        proposal = Twisted(twist_variance=task.prior_variance() if option == "prior" else float(option) if option else 1.0)
     else:
         raise ValueError(f"unknown variant {variant!r}")
     g = torch.Generator().manual_seed(seed)
     out = smc_sample(score, sde, task.y, task.observation, noise_std=task.noise_std, particles=m, steps=steps,
-                     kernel=KERNEL, generator=g, **kw)
+                     kernel=KERNEL, generator=g, proposal=proposal, options=options)
     return out.particles[0], out.weights[0], int(out.lineages[0, 0]), out.resampled[:, 0], float(out.ess[-1, 0])
 
 

@@ -288,7 +288,7 @@ def peer_rows(task, x, mask, args, den, clf, fit_fn, log) -> list[Row]:
 def azula_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
     """azula 0.11's ``TDSSampler`` (Wu et al.'s twisted diffusion sampler) with the digits model as its denoiser.
 
-    One sampler run of M particles per digit (its particles form one population, so digits are separate
+    One sampler run of M particles per digit (its particles form one placement, so digits are separate
     runs), on a uniform grid of ``--steps`` times over the model's [eps, T]; the twist is azula's Tweedie
     Gaussian N(y; A x0_hat, C (sigma_t / alpha_t)^2 A A^T) (noiseless y; A A^T = I for the mask, I / 16 for
     the 4x4 block means), C = ``--azula-twist-scale``. It resamples multinomially at every step and returns
@@ -327,7 +327,7 @@ def azula_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
         den = DigitsDenoiser()
         draws, failed, t0 = [], 0, time.perf_counter()
         g = torch.Generator().manual_seed(args.seed + 2)
-        for i in range(n):  # one population per observation: azula resamples across its whole batch
+        for i in range(n):  # one placement per observation: azula resamples across its whole batch
             if task == "inpaint":
                 obs, y = mask[i], x[i]
 
@@ -363,7 +363,7 @@ def azula_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
 
 
 def smc_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
-    from smcdiff import restore
+    from smcdiff import RunOptions, restore
     from smcdiff.operators import Downsample
 
     n = x.shape[0]
@@ -394,8 +394,10 @@ def smc_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
                     + (f", {args.populations} runs" if args.populations != 1 else ""))
             t0 = time.perf_counter()
             try:
-                res = restore(model, y, operator, noise_std=0.0, particles=m, steps=steps, proposal=proposal,
-                              kernel=kernel, generator=g, populations=args.populations, **extra)
+                res = restore(
+                    model, y, operator, noise_std=0.0, particles=m, steps=steps, kernel=kernel, generator=g,
+                    proposal=proposal, options=RunOptions(populations=args.populations), **extra,
+                )
             except ValueError as err:  # e.g. a non-finite twist gradient; record the failure and go on
                 sec = time.perf_counter() - t0
                 nan = float("nan")
@@ -462,7 +464,7 @@ def main(argv=None) -> list[Row]:
 
     from smcdiff.classifier import load_digit_classifier
     from smcdiff.data import load_digits_images
-    from smcdiff.inpaint import load_model
+    from smcdiff.models import load_model
     from smcdiff.masks import random_square_masks
     from smcdiff.metrics import consistency, digit_fid, masked_psnr
     from smcdiff.operators import Downsample

@@ -116,7 +116,7 @@ MEMORY_PROBE = """
 import torch
 torch.set_num_threads({threads})
 from smcdiff import smc_sample
-from smcdiff.inpaint import load_model
+from smcdiff.models import load_model
 score = load_model('digits')
 y = torch.zeros({b}, 1, 8, 8); mask = torch.zeros_like(y, dtype=torch.bool); mask[..., :4] = True
 with torch.no_grad():

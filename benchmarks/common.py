@@ -27,7 +27,7 @@ def timed(fn, repeats: int = 3) -> float:
 def digits_score():
     """The shipped digits model as a score (a DiffusersScore)."""
     from smcdiff.adapters import DiffusersScore
-    from smcdiff.inpaint import DEFAULT_MODEL_PATH
+    from smcdiff.models import DEFAULT_MODEL_PATH
 
     return DiffusersScore.from_pretrained(str(DEFAULT_MODEL_PATH))
 

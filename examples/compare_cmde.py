@@ -135,7 +135,7 @@ def run_estimator(
 
 
 def inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier) -> list[Row]:
-    from smcdiff import inpaint, load_model
+    from smcdiff import RunOptions, inpaint, load_model
 
     n = x.shape[0]
     g = torch.Generator().manual_seed(args.seed)
@@ -156,7 +156,7 @@ def inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier) -> li
         g = torch.Generator().manual_seed(args.seed + 2)
         res = inpaint(
             model, x, mask, particles=m, steps=args.smc_steps, method="smc", generator=g,
-            chunk_size=args.chunk_size, progress=args.progress,
+            options=RunOptions(chunk_size=args.chunk_size, progress=args.progress),
         )
         draws = res.draw(args.samples, g)
         rows.append(
@@ -169,7 +169,7 @@ def inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier) -> li
     g = torch.Generator().manual_seed(args.seed + 3)
     res = inpaint(
         model, x, mask, particles=args.samples, steps=args.smc_steps, method="replacement", generator=g,
-        chunk_size=args.chunk_size, progress=args.progress,
+        options=RunOptions(chunk_size=args.chunk_size, progress=args.progress),
     )
     rows.append(
         score_rows(
@@ -184,7 +184,7 @@ def inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier) -> li
 def noisy_inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier) -> list[Row]:
     """Inpainting with y = x + sigma_y eps on the observed pixels: the estimators and SMC (every proposal
     and kernel asked for that accepts noise: ``mcgdiff`` and ``twisted``)."""
-    from smcdiff import inpaint, load_model
+    from smcdiff import RunOptions, inpaint, load_model
 
     n, task = x.shape[0], "noisy-inpaint"
     mask = random_square_masks(n, 8, 8, 0.25, generator=torch.Generator().manual_seed(args.seed))
@@ -205,8 +205,8 @@ def noisy_inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier)
     for m, proposal, kernel in ((m, p, k) for m in args.particles for p in proposals for k in args.smc_kernels):
         g = torch.Generator().manual_seed(args.seed + 2)
         res = inpaint(
-            model, measurement, mask, noise_std=args.noise, particles=m, steps=args.smc_steps, proposal=proposal,
-            kernel=kernel, generator=g, chunk_size=args.chunk_size, progress=args.progress,
+            model, measurement, mask, noise_std=args.noise, particles=m, steps=args.smc_steps, kernel=kernel,
+            generator=g, proposal=proposal, options=RunOptions(chunk_size=args.chunk_size, progress=args.progress),
         )
         draws = res.draw(args.samples, g)
         name = f"SMC ({proposal}, {kernel}), M = {m}"
@@ -229,7 +229,7 @@ def super_resolution_rows(x: torch.Tensor, args: argparse.Namespace, classifier)
         print(_line(rows[-1]), flush=True)
     if args.no_smc:
         return rows
-    from smcdiff import load_model, restore
+    from smcdiff import RunOptions, load_model, restore
     from smcdiff.operators import Downsample
 
     model = load_model(args.unconditional)
@@ -239,8 +239,8 @@ def super_resolution_rows(x: torch.Tensor, args: argparse.Namespace, classifier)
     for m, proposal, kernel in ((m, p, k) for m in args.particles for p in args.smc_proposals for k in args.smc_kernels):
         g = torch.Generator().manual_seed(args.seed + 2)
         res = restore(
-            model, low, Downsample(factor), particles=m, steps=args.smc_steps, proposal=proposal, kernel=kernel,
-            generator=g, chunk_size=args.chunk_size, progress=args.progress,
+            model, low, Downsample(factor), particles=m, steps=args.smc_steps, kernel=kernel, generator=g,
+            proposal=proposal, options=RunOptions(chunk_size=args.chunk_size, progress=args.progress),
         )
         draws = res.draw(args.samples, g)
         name = f"SMC ({proposal}, {kernel}), M = {m}"

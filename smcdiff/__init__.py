@@ -1,19 +1,26 @@
 """smcdiff: conditional sampling with diffusion models trained without the condition.
 
-See ``DESIGN.md``-style overview in the README. Public names:
+See the README for an overview. Public names:
 
 - forward SDEs: :class:`OU`, :class:`VP`, :class:`VE`, :class:`LogLinearVP`
 - exact oracle: :class:`GaussianScore`, :class:`GaussianMixtureScore`, :func:`gaussian_posterior`,
   :func:`gaussian_mixture_posterior`
 - samplers: :func:`sample` (unconditional), :func:`smc_sample` (conditional SMC for y = A x + noise),
   :func:`replacement_sample` (the biased baseline), :class:`WeightedSamples`
+- proposals, each owning its options: :class:`Bootstrap`, :class:`MCGdiff`, :class:`Twisted` (or their names);
+  run-level options: :class:`RunOptions`
 - observation operators: :mod:`smcdiff.operators` (``Mask``, ``Downsample``, ``Blur``, ``Grayscale``, ``Dense``)
-- user surface: :func:`restore` (any operator), :func:`inpaint` (a mask), :class:`RestoreResult`
+- user surface: :func:`restore` (any operator), :func:`inpaint` (a mask), :class:`RestoreResult`,
+  :func:`load_model` (shipped models by name, directories, hub ids)
 """
 
 from . import operators
 from .baselines import replacement_sample
-from .inpaint import InpaintResult, inpaint, load_model
+from .dynamics import observation_trajectory
+from .feynman_kac import StepInfo, WeightedSamples
+from .inpaint import InpaintResult, inpaint
+from .models import load_model
+from .options import RunOptions
 from .oracle import (
     GaussianMixtureScore,
     GaussianScore,
@@ -22,16 +29,16 @@ from .oracle import (
     linear_gaussian_mixture_posterior,
     linear_gaussian_posterior,
 )
-from .particles import StepInfo, WeightedSamples
+from .proposals import Bootstrap, MCGdiff, Twisted
 from .resampling import ess, resample
 from .restore import RestoreResult, restore
 from .results import load_result, save_result
 from .sampling import sample
 from .score import ScoreModel
 from .sde import OU, SDE, VE, VP, LogLinearVP, TabulatedVP
-from .smc import observation_trajectory, smc_sample
+from .smc import smc_sample
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "SDE",
@@ -49,6 +56,10 @@ __all__ = [
     "smc_sample",
     "replacement_sample",
     "WeightedSamples",
+    "RunOptions",
+    "Bootstrap",
+    "MCGdiff",
+    "Twisted",
     "StepInfo",
     "observation_trajectory",
     "resample",

@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .dynamics import Callback, Kernel, check_callback
+from .dynamics import Callback, Kernel, check_callback, check_generator
+from .feynman_kac import WeightedSamples, run_particles
 from .operators import Operator
-from .particles import Population, WeightedSamples, run_particles
+from .options import RunOptions, check_options
 from .proposals import BootstrapModel
 from .sampling import sample
 from .score import ScoreFn, check_chunk_size
 from .sde import SDE
-from .smc import build_problem, check_population
+from .smc import build_problem
+from .threads import torch_threads
 
 if TYPE_CHECKING:
     from .msdiff.estimator import ConditionalEstimator
@@ -48,27 +50,31 @@ def replacement_sample(
     grid: Tensor | None = None,
     kernel: Kernel = "euler",
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
-    progress: bool = False,
-    callback: Callback | None = None,
     denoise_last: bool = False,
-    population: Population | None = None,
+    options: RunOptions | None = None,
 ) -> WeightedSamples | None:
-    """Replacement sampling; arguments as :func:`smcdiff.smc_sample` (noiseless observations, no resampling options).
+    """Replacement sampling; arguments as :func:`smcdiff.smc_sample` for a noiseless observation.
 
-    Returns :class:`WeightedSamples` with uniform weights, ``ess`` equal to M, no resampling and a NaN
-    ``log_evidence`` (the method estimates none).
+    Of ``options``, the chunking, progress bar, callback, placement and threads apply; resampling,
+    ``ess_threshold`` and ``populations`` do not (nothing is weighted; the draws are already independent)
+    and are refused when set. Returns :class:`WeightedSamples` with uniform weights, ``ess`` equal to M, no
+    resampling and a NaN ``log_evidence`` (the method estimates none).
     """
-    check_callback(callback)
-    population = check_population(population)
+    options = check_options(options)
+    unused = options.changed("resampling", "ess_threshold", "populations")
+    if unused:
+        raise ValueError(f"options {', '.join(unused)} apply to SMC only; the replacement baseline neither weighs nor resamples")
+    check_generator(generator)
+    placement = options.where
     problem = build_problem(
-        score, sde, y, observation, particles=population.local_particles(particles), steps=steps, grid=grid,
-        kernel=kernel, chunk_size=chunk_size,
+        score, sde, y, observation, particles=placement.local_particles(particles), steps=steps, grid=grid,
+        kernel=kernel, chunk_size=options.chunk_size,
     )
-    return run_particles(
-        BootstrapModel(problem, reweight=False), generator=generator, denoise_last=denoise_last,
-        progress=progress, desc="replacement", callback=callback, population=population,
-    )
+    with torch_threads(options.threads):
+        return run_particles(
+            BootstrapModel(problem, reweight=False), generator=generator, denoise_last=denoise_last,
+            progress=options.progress, desc="replacement", callback=options.callback, placement=placement,
+        )
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The ``smcdiff`` command (also ``python -m smcdiff``): ``demo``, ``restore``, ``inpaint`` and ``gaussian``.
+"""The ``smcdiff`` command (also ``python -m smcdiff``): ``demo``, ``restore``, ``inpaint``, ``calibrate`` and ``gaussian``.
 
 User errors (a missing file, an image the model cannot take, a mask of the wrong size, a bad box or
 argument) print one line to stderr and exit with status 2, before any long work where they can be
@@ -18,6 +18,7 @@ on CUDA with one GPU per process); rank 0 prints and writes the outputs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -49,6 +50,7 @@ from .cli_common import (  # noqa: F401  (re-exported where tests and users look
     _warn_few_steps,
     default_threads,
 )
+from .cli_calibrate import add_calibrate_parser
 from .cli_restore import cmd_inpaint, cmd_restore
 from .restore import MIN_STEPS  # noqa: E402  (one table of step counts for the library and the CLI)
 
@@ -119,6 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from .masks import random_square_masks
     from .metrics import consistency, masked_psnr
     from .operators import Downsample
+    from .options import RunOptions
     from .plotting import GridSection, save_image_sections
     from .restore import restore
 
@@ -136,11 +139,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
         f"{args.steps} steps ({args.kernel}), model {args.model!r}, {device}, {threads} thread(s)."
     )
     _warn_few_steps(args.steps, args.kernel)
-    common = dict(particles=m, steps=args.steps, kernel=args.kernel, progress=True, device=device)
-    smc_only = dict(populations=args.populations)
+    common = dict(particles=m, steps=args.steps, kernel=args.kernel, device=device)
+    run = RunOptions(progress=True, chunk_size=args.chunk_size, threads="torch")  # the command set the threads
+    smc_run = run.replace(populations=args.populations)
     results = {
         method: inpaint(model, images, masks, method=method, generator=_generator(args.seed + 1, device), **common,
-                        **(smc_only if method == "smc" else {}))
+                        options=smc_run if method == "smc" else run)
         for method in ("smc", "replacement")
     }
     classifier = load_digit_classifier()
@@ -156,7 +160,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     low = op.A(images)  # (B, 1, 2, 2) block means
     print(f"\n{factor}x super-resolution of the same digits (8x8 -> {low.shape[-1]}x{low.shape[-2]} block means):")
     sr = {"smc (bootstrap)": restore(model, low, Downsample(factor), proposal="bootstrap",
-                                     generator=_generator(args.seed + 3, device), **common, **smc_only)}
+                                     generator=_generator(args.seed + 3, device), **common, options=smc_run)}
     sr_table, sr_picks = _method_table(
         sr, images, lambda x: consistency(x, low.repeat_interleave(k, 0), op.A), k, _generator(args.seed + 4, device),
         classifier,
@@ -209,6 +213,8 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", choices=("euler", "ancestral"), default=DEFAULT_KERNEL,
                    help="reverse kernel: Euler-Maruyama or the exact-in-time DDPM ancestral step (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--chunk-size", type=_positive(int), default=None, metavar="N",
+                   help="at most N particles per network call (default: all at once, or chunks that fit in memory)")
     p.add_argument("--device", default=None, help="where to sample: cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
     _threads_option(p)
 
@@ -220,6 +226,18 @@ def _populations_option(p: argparse.ArgumentParser, default: int) -> None:
                         "one lineage)")
 
 
+def _proposal_options(p: argparse.ArgumentParser) -> None:
+    """``--proposal`` and one flag per proposal option, all read off the registry (:mod:`smcdiff.proposals`)."""
+    from .proposals import PROPOSALS, proposal_flags
+
+    p.add_argument("--proposal", choices=sorted(PROPOSALS), default=None,
+                   help="SMC proposal (default: bootstrap when --noise is 0, else mcgdiff)")
+    for name, f in proposal_flags().items():
+        owners = " and ".join(n for n, c in PROPOSALS.items() if name in {g.name for g in dataclasses.fields(c)})
+        p.add_argument(f"--{name.replace('_', '-')}", type=f.metadata["type"], default=None, dest=name,
+                       metavar=name.split("_")[-1].upper(), help=f"{owners} only: {f.metadata['help']}")
+
+
 def _threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive(int), default=None,
                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else 1 on machines with at most "
@@ -229,14 +247,7 @@ def _threads_option(p: argparse.ArgumentParser) -> None:
 def _restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("smc", "replacement"), default="smc",
                    help="smc (weighted, exact as the particles grow) or the replacement baseline (default %(default)s)")
-    p.add_argument("--proposal", choices=("bootstrap", "mcgdiff", "twisted"), default=None,
-                   help="SMC proposal (default: bootstrap when --noise is 0, else mcgdiff)")
-    p.add_argument("--corrector-steps", type=_non_negative_int, default=0, metavar="K",
-                   help="bootstrap and twisted: K Langevin corrector steps with every move, which spread the copies "
-                        "resampling makes (K more network calls per step; a small bias; default %(default)s)")
-    p.add_argument("--twist-variance", type=_positive(float), default=1.0, metavar="C2",
-                   help="twisted only: the data's variance per observed coefficient, which sets the twist's spread "
-                        "(default %(default)s, for images in [-1, 1]; 'inf' for the scale-free sigma_t^2 / alpha_t^2)")
+    _proposal_options(p)
     _populations_option(p, default=1)
     p.add_argument("--draws", type=_positive(int), default=4, help="equally weighted draws to show (default %(default)s)")
     p.add_argument("--truth", type=Path, default=None, metavar="GT.png",
@@ -251,6 +262,7 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", type=Path, default=None, metavar="RUN.npz",
                    help="keep the run: particles, weights, ESS/lineage history, y, operator, settings (.npz or "
                    ".safetensors, no pickle; smcdiff.results.load_result reads it); a folder in batch mode (.npz)")
+    p.add_argument("--overwrite", action="store_true", help="allow outputs to replace existing input files")
     p.add_argument("--diagnostics", type=Path, default=None, metavar="FILE.png",
                    help="plot ESS and surviving lineages against the step (needs matplotlib); a folder in batch mode")
     _sampling_options(p)
@@ -332,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="standard deviation of the noise on the kept pixels, in [-1, 1] units (default %(default)s)")
     _restore_options(p)
     p.set_defaults(func=cmd_inpaint)
+
+    add_calibrate_parser(sub, _sampling_options, _proposal_options)
     return parser
 
 

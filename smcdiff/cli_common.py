@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .restore import MIN_STEPS  # noqa: E402  (one table of step counts for the library and the CLI)
+from .threads import default_threads
 
 TASKS = ("inpaint", "sr", "deblur", "denoise")
 DEFAULT_FACTOR = 4
@@ -94,22 +95,6 @@ def _join_option_values(argv: list[str], options: tuple[str, ...] = ("--box",)) 
 
 
 # ---- the machine: threads and device ----
-def default_threads(cpus: int | None = None) -> int:
-    """The thread count the commands use when ``--threads`` is not given.
-
-    ``OMP_NUM_THREADS`` (or ``TORCH_NUM_THREADS``), when set, wins: torch's current count. Otherwise
-    1 on machines with at most 2 CPUs (a busy 2-core machine ran 3-25x slower with torch's default),
-    else torch's default (one per physical core) capped at ``cpus``, the CPUs this process may use.
-    """
-    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("TORCH_NUM_THREADS"):
-        return torch.get_num_threads()
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cpus <= 2:
-        return 1
-    return max(1, min(torch.get_num_threads(), cpus))
-
-
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -156,6 +141,63 @@ def _image_out(path: Path, flag: str = "--out") -> Path:
     return path
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same resolved path, or (both existing) one inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _check_destination(flag: str, path: Path) -> None:
+    """A ``UserError`` unless ``path`` can be written: its nearest existing folder must be a folder in which
+    this process can create files (probed with a file that is removed at once; no folder is created)."""
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; name a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{flag} {path}: the file exists and is read-only")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # folders that writing will create
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"{flag} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: cannot write in {folder} (permission denied)")
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".smcdiff-check-")
+    except OSError as err:  # read-only file systems, /proc, ...; root passes os.access everywhere
+        raise UserError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_outputs(outputs: list[tuple[str, Path]], inputs: list[Path], overwrite: bool = False) -> None:
+    """Before any work: a ``UserError`` if an output (``(flag, path)`` pairs) would replace one of the run's
+    ``inputs`` (unless ``overwrite``), if two outputs are the same file, or if an output cannot be written."""
+    for i, (flag, path) in enumerate(outputs):
+        for other_flag, other in outputs[:i]:
+            if _same_file(path, other):
+                raise UserError(f"{other_flag} and {flag} would both write {path}; give them different paths")
+        if not overwrite:
+            for source in inputs:
+                if _same_file(path, source):
+                    raise UserError(f"{flag} {path} would replace the input file {source}; write elsewhere or pass --overwrite")
+    for flag, path in outputs:
+        _check_destination(flag, path)
+
+
+def write_output(flag: str, path: Path, write):
+    """``write()`` (which writes ``path``), with an ``OSError`` reported as a one-line ``UserError``."""
+    try:
+        return write()
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot write it ({err.strerror or err})") from None
+
+
 def _result_out(path: Path) -> Path:
     from .results import RESULT_SUFFIXES
 
@@ -176,7 +218,7 @@ def _check_plotting(flag: str) -> None:
 
 
 def _load_model_or_fail(name: str, device: torch.device | None = None):
-    from .inpaint import load_model
+    from .models import load_model
 
     try:
         return load_model(name, device=device)

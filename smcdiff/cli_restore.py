@@ -58,21 +58,31 @@ def _check_task_options(args: argparse.Namespace) -> None:
         args.factor = DEFAULT_FACTOR
     if task == "deblur" and args.blur_sigma is None:
         args.blur_sigma = DEFAULT_BLUR_SIGMA
+    args.proposal_object = None
     if args.method == "replacement":
         if args.noise > 0:
             raise UserError("--method replacement overwrites the observation and needs --noise 0")
-        if args.proposal is not None:
-            raise UserError("--proposal applies to --method smc")
-        if args.corrector_steps:
-            raise UserError("--corrector-steps applies to --method smc")
-        if args.twist_variance != 1.0:
-            raise UserError("--twist-variance applies to --method smc --proposal twisted")
+        given = [f"--{name.replace('_', '-')}" for name in _proposal_values(args)]
+        if args.proposal is not None or given:
+            raise UserError(f"{(['--proposal'] if args.proposal else given)[0]} applies to --method smc")
         if args.populations != 1:
             raise UserError("--populations applies to --method smc (replacement draws are already independent)")
-    elif args.corrector_steps and (args.proposal or ("bootstrap" if args.noise == 0 else "mcgdiff")) == "mcgdiff":
-        raise UserError("--corrector-steps applies to the bootstrap and twisted proposals")
-    elif args.twist_variance != 1.0 and args.proposal != "twisted":
-        raise UserError("--twist-variance applies to --proposal twisted")
+        return
+    from .proposals import build_proposal
+
+    try:
+        args.proposal_object = build_proposal(
+            args.proposal, args.noise, _proposal_values(args), spell=lambda name: f"--{name.replace('_', '-')}"
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _proposal_values(args: argparse.Namespace) -> dict:
+    """The proposal options the user set on the command line, by field name."""
+    from .proposals import proposal_flags
+
+    return {name: getattr(args, name) for name in proposal_flags() if getattr(args, name, None) is not None}
 
 
 def _expand_inputs(paths: list[Path]) -> tuple[list[Path], bool]:
@@ -99,7 +109,13 @@ def _expand_inputs(paths: list[Path]) -> tuple[list[Path], bool]:
 
 
 def _plan(args: argparse.Namespace, files: list[Path], batch: bool) -> list[_Job]:
-    """Output paths: files for one input; for a batch, folders holding one file per input, named after it."""
+    """Output paths: files for one input; for a batch, folders holding one file per input, named after it.
+
+    Checked before any work: no output may replace an input file (the images, the mask, the truth)
+    unless ``--overwrite``, no two outputs may be one file, and every output must be writable.
+    """
+    from .cli_common import check_outputs
+
     if args.diagnostics is not None:
         _check_plotting("--diagnostics")
     if not batch:
@@ -115,22 +131,28 @@ def _plan(args: argparse.Namespace, files: list[Path], batch: bool) -> list[_Job
             if not args.truth.is_file():
                 raise UserError(f"no such truth file: {args.truth}")
             job.truth = args.truth
-        return [job]
-    for flag, value in (("--out", args.out), ("--save", args.save), ("--diagnostics", args.diagnostics), ("--truth", args.truth)):
-        if value is not None and (value.is_file() or (flag != "--truth" and value.suffix and not value.is_dir())):
-            raise UserError(f"with several inputs, {flag} names a folder (one file per input), got {value}")
-    if args.truth is not None and not args.truth.is_dir():
-        raise UserError(f"no such truth folder: {args.truth}")
-    jobs = []
-    for f in files:
-        job = _Job(f, args.out / f"{f.stem}.png")
-        job.save = args.save / f"{f.stem}.npz" if args.save is not None else None
-        job.diagnostics = args.diagnostics / f"{f.stem}-diagnostics.png" if args.diagnostics is not None else None
-        if args.truth is not None:
-            job.truth = args.truth / f.name
-            if not job.truth.is_file():
-                raise UserError(f"no truth for {f.name}: {job.truth} does not exist (the truth folder holds files named as the inputs)")
-        jobs.append(job)
+        jobs = [job]
+    else:
+        for flag, value in (("--out", args.out), ("--save", args.save), ("--diagnostics", args.diagnostics), ("--truth", args.truth)):
+            if value is not None and (value.is_file() or (flag != "--truth" and value.suffix and not value.is_dir())):
+                raise UserError(f"with several inputs, {flag} names a folder (one file per input), got {value}")
+        if args.truth is not None and not args.truth.is_dir():
+            raise UserError(f"no such truth folder: {args.truth}")
+        jobs = []
+        for f in files:
+            job = _Job(f, args.out / f"{f.stem}.png")
+            job.save = args.save / f"{f.stem}.npz" if args.save is not None else None
+            job.diagnostics = args.diagnostics / f"{f.stem}-diagnostics.png" if args.diagnostics is not None else None
+            if args.truth is not None:
+                job.truth = args.truth / f.name
+                if not job.truth.is_file():
+                    raise UserError(f"no truth for {f.name}: {job.truth} does not exist (the truth folder holds files named as the inputs)")
+            jobs.append(job)
+    outputs = [(flag, path) for job in jobs for flag, path in
+               (("--out", job.out), ("--save", job.save), ("--diagnostics", job.diagnostics)) if path is not None]
+    inputs = [path for job in jobs for path in (job.input, job.truth) if path is not None]
+    inputs += [args.mask] if getattr(args, "mask", None) is not None else []
+    check_outputs(outputs, inputs, overwrite=getattr(args, "overwrite", False))
     return jobs
 
 
@@ -192,27 +214,30 @@ def _read_job(args: argparse.Namespace, job: _Job, shape: tuple[int, int, int], 
 
 def _distributed(args: argparse.Namespace, device: torch.device):
     """Under torchrun with several processes: the process group (gloo on CPU, nccl on CUDA; ended by
-    :func:`main` when made here) and a sharded population over it; None in one process."""
+    :func:`main` when made here) and a sharded placement over it; None in one process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     import torch.distributed as dist
 
-    from .distributed import ShardedPopulation, init_from_env
+    from .distributed import ShardedPlacement, init_from_env
 
     args.owns_group = not dist.is_initialized()
     init_from_env("nccl" if device.type == "cuda" else "gloo")
-    return ShardedPopulation()
+    return ShardedPlacement()
 
 
-def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.device, population=None):
+def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.device, placement=None):
     from .inpaint import inpaint
+    from .options import RunOptions
     from .restore import restore
 
+    options = RunOptions(
+        chunk_size=args.chunk_size, progress=placement is None or placement.rank == 0, placement=placement,
+        populations=args.populations, threads="torch",  # the command set the threads already
+    )
     common = dict(
-        particles=args.particles, steps=args.steps, method=args.method, proposal=args.proposal, kernel=args.kernel,
-        corrector_steps=args.corrector_steps, twist_variance=args.twist_variance, populations=args.populations,
-        noise_std=args.noise, generator=_generator(args.seed, device), progress=population is None or population.rank == 0,
-        device=device, population=population,
+        particles=args.particles, steps=args.steps, method=args.method, proposal=args.proposal_object,
+        kernel=args.kernel, noise_std=args.noise, generator=_generator(args.seed, device), device=device, options=options,
     )
     try:
         if args.task == "inpaint":
@@ -277,6 +302,7 @@ def _grid(args: argparse.Namespace, job: _Job, res, draws: torch.Tensor, shape) 
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
+    from .cli_common import write_output
     from .plotting import plot_diagnostics, save_image_grid
     from .results import save_result
 
@@ -284,11 +310,11 @@ def cmd_restore(args: argparse.Namespace) -> None:
     files, batch = _expand_inputs(args.inputs)
     jobs = _plan(args, files, batch)
     device, threads = _configure(args)
-    population = _distributed(args, device)  # torchrun: the particles of each image spread over the processes
-    processes = 1 if population is None else population.world_size
+    placement = _distributed(args, device)  # torchrun: the particles of each image spread over the processes
+    processes = 1 if placement is None else placement.world_size
     if args.particles % processes:
         raise UserError(f"--particles {args.particles} must be a multiple of the number of processes ({processes})")
-    lead = population is None or population.rank == 0  # rank 0 reports and writes
+    lead = placement is None or placement.rank == 0  # rank 0 reports and writes
     say = print if lead else (lambda *a, **k: None)
     model = _load_model_or_fail(args.model, device)
     shape = tuple(model.event_shape)
@@ -297,7 +323,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
         _read_job(args, job, shape, operator)
     what = {"inpaint": "inpainting", "sr": f"{args.factor}x super-resolution",
             "deblur": f"deblurring (Gaussian blur, sigma {args.blur_sigma} px)", "denoise": "denoising"}[args.task]
-    method = args.method if args.method == "replacement" else f"smc ({args.proposal or ('bootstrap' if args.noise == 0 else 'mcgdiff')})"
+    method = args.method if args.method == "replacement" else f"smc ({args.proposal_object})"
     where = "" if processes == 1 else f" on {processes} processes ({args.particles // processes} particles each)"
     runs = "" if args.populations == 1 else f" in each of {args.populations} independent runs"
     say(
@@ -310,7 +336,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
         prefix = f"[{i + 1}/{len(jobs)}] {job.input.name}: " if batch else ""
         for note in job.notes:
             say(f"{prefix or job.input.name + ': '}{note}")
-        res = _sample(args, model, job, operator, device, population)
+        res = _sample(args, model, job, operator, device, placement)
         if res is None:  # another process gathers the particles and writes the outputs
             continue
         settings = {**res.settings, "task": args.task, "model": args.model, "seed": args.seed, "particles": args.particles,
@@ -322,7 +348,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
         draws = res.draw(args.draws, _generator(args.seed + 1, device))[0].cpu().float()
         rows, labels = _grid(args, job, res, draws, shape)
         scale = args.scale or max(1, 64 // max(shape[1:]))
-        path = save_image_grid(rows, job.out, scale=scale, labels=labels)
+        path = write_output("--out", job.out, lambda: save_image_grid(rows, job.out, scale=scale, labels=labels))
         ess = res.weighted.ess[-1, 0].item()
         lineages = int(res.weighted.distinct_final()[0])
         m = args.particles * args.populations
@@ -330,10 +356,11 @@ def cmd_restore(args: argparse.Namespace) -> None:
         for line in _metric_lines(res, draws, job.truth_image):
             print(f"  {line}")
         if job.save is not None:
-            print(f"  saved the run to {save_result(res, job.save)}")
+            print(f"  saved the run to {write_output('--save', job.save, lambda: save_result(res, job.save))}")
         if job.diagnostics is not None:
             title = f"{job.input.name}: {what}, {method}, {args.particles} particles{runs}, {args.steps} steps"
-            print(f"  wrote {plot_diagnostics({method: res.weighted}, job.diagnostics, title=title)}")
+            plot = lambda: plot_diagnostics({method: res.weighted}, job.diagnostics, title=title)  # noqa: E731
+            print(f"  wrote {write_output('--diagnostics', job.diagnostics, plot)}")
 
 
 def cmd_inpaint(args: argparse.Namespace) -> None:

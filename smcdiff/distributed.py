@@ -1,9 +1,9 @@
 r"""SMC with each row's particles spread over processes (``torch.distributed``), with exact global resampling.
 
 A run on W processes keeps M / W particles of every observation row in each process. The proposal
-and the score see only these (``Problem.particles`` is the local count); everything that involves a
-row's particles together goes through a *population* (:class:`smcdiff.particles.Population`), the seam
-of the one loop :func:`smcdiff.particles.run_particles`:
+and the score see only these (``Problem.local_particles`` is the local count); everything that involves a
+row's particles together goes through a *placement* (:class:`smcdiff.feynman_kac.Placement`), the seam
+of the one loop :func:`smcdiff.feynman_kac.run_particles`:
 
     log G (local)  ->  all-gather  ->  log w, log Z increment, ESS of all M    (every process, identically)
     ancestors a ~ resample(log w) with the shared generator                    (every process, identically)
@@ -11,19 +11,20 @@ of the one loop :func:`smcdiff.particles.run_particles`:
 
 Usage, under ``torchrun --nproc-per-node W script.py`` (or ``python -m smcdiff restore ...``)::
 
-    from smcdiff.distributed import init_from_env, ShardedPopulation
+    from smcdiff import RunOptions
+    from smcdiff.distributed import init_from_env, ShardedPlacement
     init_from_env()                                  # gloo on CPU, nccl on CUDA; reads torchrun's env
-    out = smc_sample(score, sde, y, mask, particles=M, population=ShardedPopulation(), generator=g)
+    out = smc_sample(score, sde, y, mask, particles=M, options=RunOptions(placement=ShardedPlacement()), generator=g)
     # out: WeightedSamples of all M particles on rank 0, None elsewhere (gather="all": on every rank)
 
 Exact global vs island resampling
 ---------------------------------
-:class:`ShardedPopulation` (``"global"``) is exact: the log-weights of all M particles (B x M float64,
+:class:`ShardedPlacement` (``"global"``) is exact: the log-weights of all M particles (B x M float64,
 8 B M bytes per step) are all-gathered, every process draws the same ancestors from the same weights
 and uniforms, so the particle system is the single-process one with the same law (the same numbers
 for W = 1); particles then move only where an ancestor lives on another process.
 
-:class:`IslandPopulation` (``"island"``) never moves particles: each process is an island that
+:class:`IslandPlacement` (``"island"``) never moves particles: each process is an island that
 resamples within itself, from its own normalised weights, and keeps an island weight, its share of the
 row's total weight (each of its particles gets share / (M / W) after resampling). Only B x W numbers
 per step are exchanged (each island's log-sum of weights, for the log-evidence and the global ESS). The
@@ -72,16 +73,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .particles import Population, Streams, WeightedSamples
+from .feynman_kac import Placement, Streams, WeightedSamples
 from .resampling import Resampling, normalize_log_weights, resample
 
 __all__ = [
-    "Population",
-    "ShardedPopulation",
-    "IslandPopulation",
+    "Placement",
+    "ShardedPlacement",
+    "IslandPlacement",
     "Traffic",
     "init_from_env",
-    "population_from_env",
+    "placement_from_env",
     "sharded_smc_sample",
     "run_local",
 ]
@@ -93,13 +94,13 @@ Gather = Literal["rank0", "all"]
 class Traffic:
     """Bytes this process exchanged, by kind (diagnostics; accumulates over runs).
 
-    ``weights``: log-weights (or island sums) received; ``particles``: particle rows sent to other
+    ``weights``: log-weights (or island sums) received; ``moved``: bytes of particle rows sent to other
     processes (``rows`` of them); ``control``: error flags and seeds; ``output``: the final gather;
     ``steps``: reweighting steps; ``exchanges``: steps that moved particles.
     """
 
     weights: int = 0
-    particles: int = 0
+    moved: int = 0
     rows: int = 0
     control: int = 0
     output: int = 0
@@ -107,7 +108,7 @@ class Traffic:
     exchanges: int = 0
 
 
-class ShardedPopulation(Population):
+class ShardedPlacement(Placement):
     """Each row's M particles spread over the processes of ``group``, M / W each; exact global resampling.
 
     Parameters
@@ -126,7 +127,7 @@ class ShardedPopulation(Population):
     def __init__(self, group: Any = None, *, gather: Gather = "rank0") -> None:
         if not (dist.is_available() and dist.is_initialized()):
             raise ValueError(
-                "a sharded population needs an initialised torch.distributed process group: run under torchrun "
+                "a sharded placement needs an initialised torch.distributed process group: run under torchrun "
                 "and call smcdiff.distributed.init_from_env() (or dist.init_process_group) first"
             )
         if gather not in ("rank0", "all"):
@@ -175,7 +176,7 @@ class ShardedPopulation(Population):
         dist.all_gather(parts, src, group=self.group)
         return torch.cat(parts, dim=dim).to(t.device)
 
-    # ---- the population's hooks ----
+    # ---- the placement's hooks ----
     def local_particles(self, particles: int) -> int:
         if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1 or particles % self.world_size:
             raise ValueError(
@@ -243,7 +244,7 @@ class ShardedPopulation(Population):
         incoming = torch.empty(recv.numel(), payload.shape[1], dtype=torch.uint8, device=self.comm_device)
         self._check()
         dist.all_to_all_single(incoming, outgoing, recv_counts.tolist(), send_counts.tolist(), group=self.group)
-        self.traffic.particles += outgoing.numel()
+        self.traffic.moved += outgoing.numel()
         self.traffic.rows += outgoing.shape[0]
         self.traffic.exchanges += 1
         table = torch.cat([payload, incoming.to(payload.device)])[index.reshape(-1)]
@@ -276,10 +277,10 @@ class ShardedPopulation(Population):
         return out
 
 
-class IslandPopulation(ShardedPopulation):
+class IslandPlacement(ShardedPlacement):
     """Island resampling: each process resamples its own M / W particles of a row and keeps its share of
     the weight; only B x W numbers are exchanged per step. Unbiased for the evidence, with more variance
-    than :class:`ShardedPopulation` (see the module's notes). Log-weights are this process's ``(B, M / W)``,
+    than :class:`ShardedPlacement` (see the module's notes). Log-weights are this process's ``(B, M / W)``,
     normalised over all M; ``ancestors`` (callbacks, lineages) are indices within the island."""
 
     def start(self, b: int, local: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -306,12 +307,12 @@ class IslandPopulation(ShardedPopulation):
         share = torch.logsumexp(log_w, dim=-1)  # (B,) this island's log share of the row's weight
         do = do & torch.isfinite(share)  # an island of zero weight stays dead
         safe = torch.where(do[:, None], log_w, torch.zeros_like(log_w))
-        ancestors = torch.where(do[:, None], resample(safe, scheme, streams.particles), identity)
+        ancestors = torch.where(do[:, None], resample(safe, scheme, streams.local), identity)
         kept = (share - math.log(log_w.shape[1]))[:, None].expand_as(log_w)
         return ancestors, torch.where(do[:, None], kept, log_w)
 
     def select(self, x, pred, ancestors):
-        return Population.select(self, x, pred, ancestors)  # islands never exchange particles
+        return Placement.select(self, x, pred, ancestors)  # islands never exchange particles
 
     def finish(self, x, log_w, ess_hist, resampled, log_z, lineages) -> WeightedSamples | None:
         # islands share no ancestor: the distinct lineages of a row add up over islands
@@ -363,14 +364,14 @@ def init_from_env(backend: str | None = None, timeout_s: float = 600.0) -> bool:
     return True
 
 
-def population_from_env(mode: Literal["global", "island"] = "global", gather: Gather = "rank0") -> Population:
-    """The population of this launch: sharded over the default process group when one with more than one
+def placement_from_env(mode: Literal["global", "island"] = "global", gather: Gather = "rank0") -> Placement:
+    """The placement of this launch: sharded over the default process group when one with more than one
     process is initialised (see :func:`init_from_env`), else all particles in this process."""
     if mode not in ("global", "island"):
         raise ValueError(f"mode must be 'global' or 'island', got {mode!r}")
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return Population()
-    return (ShardedPopulation if mode == "global" else IslandPopulation)(gather=gather)
+        return Placement()
+    return (ShardedPlacement if mode == "global" else IslandPlacement)(gather=gather)
 
 
 def sharded_smc_sample(*args, mode: Literal["global", "island"] = "global", gather: Gather = "rank0", **kwargs) -> WeightedSamples | None:
@@ -380,10 +381,12 @@ def sharded_smc_sample(*args, mode: Literal["global", "island"] = "global", gath
     Returns the :class:`WeightedSamples` of all M particles on rank 0 (every rank with ``gather="all"``),
     None on the others. Without torchrun (or with one process) it is :func:`smcdiff.smc_sample`.
     """
+    from .options import check_options
     from .smc import smc_sample
 
     init_from_env()
-    return smc_sample(*args, population=population_from_env(mode, gather), **kwargs)
+    options = check_options(kwargs.pop("options", None)).replace(placement=placement_from_env(mode, gather))
+    return smc_sample(*args, options=options, **kwargs)
 
 
 def _free_port() -> int:

@@ -7,12 +7,13 @@ A sampler runs on a decreasing grid ``t_N = T' > ... > t_0`` (:func:`resolve_gri
     euler:      x_{k-1} ~ N(x_k + h (-f x_k + g^2 s(x_k, t_k)), g^2 h)                 (eq. 3)
     ancestral:  x_{k-1} ~ q(x_{t_{k-1}} | x_{t_k}, x_0 = x0_hat(x_k))   (exact in time given Tweedie)
 
-:func:`smcdiff.sample`, the particle loop of :mod:`smcdiff.particles` and the multiscale sampler of
+:func:`smcdiff.sample`, the particle loop of :mod:`smcdiff.feynman_kac` and the multiscale sampler of
 :mod:`smcdiff.msdiff` are written on these pieces. Callbacks of every sampler receive a :class:`StepInfo`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Literal
 
@@ -37,6 +38,9 @@ __all__ = [
     "check_kernel",
     "check_steps",
     "check_callback",
+    "observation_trajectory",
+    "check_generator",
+    "check_noise_std",
 ]
 
 Kernel = Literal["euler", "ancestral"]
@@ -146,3 +150,37 @@ def check_steps(steps: int | None, name: str = "steps") -> None:
 def check_callback(callback: Callback | None) -> None:
     if callback is not None and not callable(callback):
         raise ValueError("callback must be callable as callback(info: StepInfo) or None")
+
+
+def observation_trajectory(
+    sde: SDE, y: Tensor, steps: int, generator: torch.Generator | None = None, grid: Tensor | None = None
+) -> Iterator[tuple[int, Tensor]]:
+    """Yield ``(k, y_{t_k})`` for k = N ... 0, a forward-noised trajectory of ``y: (B, *event)`` drawn backwards.
+
+    y_{t_N} ~ N(alpha(t_N) y, sigma(t_N)^2); then y_{t_{k-1}} ~ bridge(y_{t_k}, y) (see :meth:`SDE.bridge`).
+    Memory is O(B d) whatever the number of steps. ``grid`` (decreasing, ``(steps + 1,)``) replaces
+    ``sde.time_grid(steps)``.
+    """
+    grid = (sde.time_grid(steps) if grid is None else grid).to(device=y.device, dtype=y.dtype)
+    b = y.shape[0]
+    mean, std = sde.marginal(y, grid[0].expand(b))
+    y_k = mean + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    yield steps, y_k
+    for i in range(steps):
+        mean, std = sde.bridge(y, y_k, grid[i + 1].expand(b), grid[i].expand(b))
+        y_k = mean + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        yield steps - i - 1, y_k
+
+
+def check_generator(generator: object) -> None:
+    """A ``ValueError`` unless ``generator`` is a ``torch.Generator`` or None (a seed is not a generator)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        hint = f"; for a seed use torch.Generator().manual_seed({generator!r})" if isinstance(generator, int) else ""
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}{hint}")
+
+
+def check_noise_std(noise_std: object) -> float:
+    """``noise_std`` as a float if it is a finite number >= 0, else a ``ValueError`` naming it."""
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not math.isfinite(noise_std) or noise_std < 0:
+        raise ValueError(f"noise_std must be a finite number >= 0 (the observation noise's standard deviation), got {noise_std!r}")
+    return float(noise_std)

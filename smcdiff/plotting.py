@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from .particles import WeightedSamples
+    from .feynman_kac import WeightedSamples
 
 __all__ = ["GridSection", "check_can_plot", "plot_diagnostics", "plot_gaussian_toy", "save_image_grid", "save_image_sections"]
 

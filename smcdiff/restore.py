@@ -19,12 +19,13 @@ import torch
 from torch import Tensor
 
 from .baselines import replacement_sample
-from .dynamics import Callback, Kernel
+from .dynamics import Kernel, check_generator, check_noise_std, check_steps
+from .feynman_kac import WeightedSamples
+from .memory import plan_chunk_size
+from .models import load_model
 from .operators import Mask, Operator, as_operator
-from .particles import Population, WeightedSamples, check_populations
-from .proposals import Proposal
-from .proposals.twisted import is_default_twist_variance
-from .resampling import Resampling
+from .options import RunOptions, check_options
+from .proposals import Proposal, ProposalName, resolve_proposal
 from .score import ScoreModel
 from .smc import smc_sample
 
@@ -35,7 +36,7 @@ DEFAULT_KERNEL: Kernel = "euler"
 DEFAULT_PARTICLES = 32
 DATA_RANGE = (-1.0, 1.0)
 MIN_STEPS = {"euler": 100, "ancestral": 100}
-"""Below these step counts :func:`restore` warns (the kernel benchmark of BENCHMARKS.md tells where)."""
+"""Below these step counts :func:`restore` warns (BENCHMARKS.md, "Kernels")."""
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,23 @@ def check_range(name: str, value: Tensor, low: float, high: float, slack: float 
 
 
 def _resolve_model(model: ScoreModel | str | Path, device: torch.device | str | None) -> ScoreModel:
-    from .inpaint import load_model
-
     score = load_model(model, device=device)
     if not hasattr(score, "sde"):
         raise ValueError("model must carry its forward SDE as .sde (use an adapter from smcdiff.adapters)")
     return score
+
+
+def check_device(device: object) -> torch.device | None:
+    """``device`` as a ``torch.device`` that works here (or None), else a ``ValueError`` naming it."""
+    if device is None:
+        return None
+    try:
+        where = torch.device(device)
+        torch.empty(1, device=where)
+    except (RuntimeError, AssertionError, TypeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"device={device!r} is not available here ({first})") from None
+    return where
 
 
 def _observation(score, y: Tensor, operator: Operator | Tensor, device) -> tuple[Tensor, Operator]:
@@ -142,99 +154,108 @@ def restore(
     steps: int | None = None,
     grid: Tensor | None = None,
     method: Literal["smc", "replacement"] = "smc",
-    proposal: Proposal | None = None,
+    proposal: Proposal | ProposalName | None = None,
     kernel: Kernel = DEFAULT_KERNEL,
-    resampling: Resampling = "systematic",
-    ess_threshold: float = 0.5,
-    corrector_steps: int = 0,
-    corrector_size: float = 1.0,
-    twist_variance: float | Tensor = 1.0,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
-    progress: bool = False,
-    callback: Callback | None = None,
     denoise_last: bool = False,
     device: torch.device | str | None = None,
     check_data_range: bool = True,
-    population: Population | None = None,
-    populations: int = 1,
+    options: RunOptions | None = None,
 ) -> RestoreResult | None:
     """Sample x given y = A x + noise_std * eps with an unconditional diffusion model.
 
     Parameters
     ----------
-    model : score module with ``.sde`` (and ``.event_shape``), ``"digits"`` (the shipped 8x8 digits
-        UNet), a directory or a hub id.
+    model : score module with ``.sde`` (and ``.event_shape``), the name of a shipped model (``"digits"``: 8x8
+        grey digits in [-1, 1]), a diffusers model directory or a hub id (:func:`smcdiff.load_model`).
     y : (B, *observation_shape) or one observation without the batch dimension, in the model's data
         range ([-1, 1] for diffusers models) plus noise.
     operator : :mod:`smcdiff.operators` operator (``Downsample(4)``, ``Blur.gaussian(1.0)``, ...) or a
         bool mask (inpainting; y then has the image's shape).
     noise_std : sigma_y >= 0, in the data's units.
-    particles : M, particles (SMC) or independent samples (replacement) per observation.
+    particles : M, particles (SMC; per independent run with ``options.populations``) or independent samples
+        (replacement) per observation.
     steps : reverse steps (default 250), or ``grid`` for explicit times. A model that offers
         ``time_grid(steps)`` (a :class:`~smcdiff.adapters.DiffusersScore`: its training timesteps) is
         sampled on that grid, so the network is never queried between its training steps.
     method : ``"smc"`` (weighted; converges as M grows to the posterior of the discretised model) or
         ``"replacement"`` (RePaint-style baseline, noiseless only; biased even with an exact score).
-    proposal, kernel, resampling, ess_threshold, corrector_steps, corrector_size, twist_variance, chunk_size,
-    denoise_last, callback : see :func:`smcdiff.smc_sample`.
+    proposal : ``"bootstrap"``, ``"mcgdiff"``, ``"twisted"`` or a proposal object with its options
+        (:mod:`smcdiff.proposals`); default: bootstrap when noiseless, else MCGdiff-style.
+    kernel : ``"euler"`` or ``"ancestral"`` (see :func:`smcdiff.smc_sample`).
     generator : torch.Generator, the only source of randomness.
-    progress : tqdm progress bar.
+    denoise_last : Tweedie-denoise the particles at the last grid time.
     device : run the model and the particles here (default: the model's device).
     check_data_range : refuse a ``y`` outside the data range (plus 6 noise_std) when the operator maps
         the data range into itself (masks, averaging, blurs with a non-negative kernel); turn off for
         models whose data are not images in [-1, 1].
-    population : where the particles live (see :mod:`smcdiff.distributed`; default all in this process).
-        Sharded over processes, the result comes back where the population's ``gather`` says (rank 0 by
-        default) and None on the other processes.
-    populations : P independent SMC runs of M particles per observation, batched together (P times the
-        cost); the result holds their P * M particles, each run weighted 1 / P, and ``draw(k)`` takes draw j
-        from run j mod P. Use it for several *independent* restorations of one observation: the draws of a
-        single run often share one ancestor (``weighted.distinct_final()``). See :func:`smcdiff.smc_sample`.
+    options : :class:`smcdiff.RunOptions` (resampling, ESS threshold, chunking, progress, callback, placement,
+        independent runs, threads). With ``populations=P`` the result holds P * M particles, each run weighted
+        1 / P, and ``draw(k)`` takes draw j from run j mod P: several *independent* restorations of one
+        observation (one run's draws often share one ancestor, ``weighted.distinct_final()``). When
+        ``chunk_size`` is None and all particles would not fit in memory, they go through the network in
+        chunks that fit (a warning says so); a run whose particles alone cannot fit is refused.
     """
-    score = _resolve_model(model, device)
+    options = check_options(options)
+    noise_std = check_noise_std(noise_std)
     if method not in ("smc", "replacement"):
         raise ValueError(f"method must be 'smc' or 'replacement', got {method!r}")
-    if check_populations(populations) != 1 and method != "smc":
-        raise ValueError("populations applies to method='smc' only (replacement samples are already independent)")
+    if method == "replacement":
+        if noise_std != 0:
+            raise ValueError("method='replacement' overwrites the observed part and needs noise_std=0")
+        if proposal is not None:
+            raise ValueError("proposal applies to method='smc' only")
+    else:
+        proposal = resolve_proposal(proposal, noise_std)
+    check_generator(generator)
+    device = check_device(device)
     if not isinstance(y, Tensor) or not y.is_floating_point():
         raise ValueError("y must be a floating-point tensor (B, *observation_shape) in the model's data range")
+    score = _resolve_model(model, device)
     y, op = _observation(score, y, operator, device)
     if check_data_range and op.preserves_range:
         seen = y[torch.broadcast_to(op.observed.to(y.device), y.shape)] if isinstance(op, Mask) else y
-        check_range("y", seen, *DATA_RANGE, slack=1e-3 + 6 * float(noise_std))
+        check_range("y", seen, *DATA_RANGE, slack=1e-3 + 6 * noise_std)
     n_steps = grid.numel() - 1 if grid is not None else (DEFAULT_STEPS if steps is None else steps)
-    if isinstance(n_steps, int) and n_steps < MIN_STEPS.get(kernel, 0):
+    if isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps < MIN_STEPS.get(kernel, 0):
         warnings.warn(
             f"steps={n_steps} is far below what the {kernel!r} kernel needs (about {MIN_STEPS[kernel]} or more); "
             "expect samples of poor quality", stacklevel=2,
         )
     steps = DEFAULT_STEPS if (steps is None and grid is None) else steps
     if grid is None and hasattr(score, "time_grid"):
+        check_steps(steps)
         grid, steps = score.time_grid(steps), None  # on the model's training timesteps (DiffusersScore)
+    options = _fit_memory(score, y, particles, proposal, options)
     t0 = time.perf_counter()
     common = dict(particles=particles, steps=steps, kernel=kernel, grid=grid, generator=generator,
-                  chunk_size=chunk_size, denoise_last=denoise_last, progress=progress, callback=callback,
-                  population=population)
+                  denoise_last=denoise_last, options=options)
     if method == "smc":
-        proposal = ("bootstrap" if noise_std == 0 else "mcgdiff") if proposal is None else proposal
-        out = smc_sample(score, score.sde, y, op, noise_std=noise_std, proposal=proposal, resampling=resampling,
-                         ess_threshold=ess_threshold, corrector_steps=corrector_steps,
-                         corrector_size=corrector_size, twist_variance=twist_variance, populations=populations,
-                         **common)
+        out = smc_sample(score, score.sde, y, op, noise_std=noise_std, proposal=proposal, **common)
     else:
-        if noise_std != 0:
-            raise ValueError("method='replacement' overwrites the observed part and needs noise_std=0")
-        if proposal is not None or corrector_steps != 0 or not is_default_twist_variance(twist_variance):
-            raise ValueError("proposal, corrector_steps and twist_variance apply to method='smc' only")
         out = replacement_sample(score, score.sde, y, op, **common)
     seconds = time.perf_counter() - t0
     if out is None:  # a sharded run gathers the particles on another process
         return None
     n_steps = out.ess.shape[0]
-    evaluations = y.shape[0] * populations * particles * (n_steps * (1 + corrector_steps) + int(denoise_last))
-    settings = dict(steps=n_steps, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
-                    denoise_last=denoise_last, corrector_steps=corrector_steps, corrector_size=corrector_size,
-                    twist_variance=twist_variance, populations=populations)
-    return RestoreResult(out.particles, out.log_weights, y, op, float(noise_std), out, method,
-                         proposal if method == "smc" else None, evaluations, seconds, settings)
+    per_step = proposal.evaluations_per_step if method == "smc" else 1
+    evaluations = y.shape[0] * options.populations * particles * (n_steps * per_step + int(denoise_last))
+    settings = dict(steps=n_steps, kernel=kernel, resampling=options.resampling, ess_threshold=options.ess_threshold,
+                    denoise_last=denoise_last, populations=options.populations,
+                    **({"proposal_options": proposal.options()} if method == "smc" else {}))
+    return RestoreResult(out.particles, out.log_weights, y, op, noise_std, out, method,
+                         proposal.name if method == "smc" else None, evaluations, seconds, settings)
+
+
+def _fit_memory(score, y: Tensor, particles: int, proposal: Proposal | None, options: RunOptions) -> RunOptions:
+    """``options`` with a ``chunk_size`` that fits the machine's memory when none was given and all B * P * M
+    particles would not fit in one network call (:mod:`smcdiff.memory`); a warning says so."""
+    if options.chunk_size is not None or not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
+        return options
+    n = y.shape[0] * options.populations * options.where.local_particles(particles)
+    backward = proposal is not None and proposal.backward_passes_per_step > 0
+    chunk = plan_chunk_size(score, tuple(score.event_shape), n, y.dtype, y.device, backward=backward, batch=y.shape[0])
+    if chunk is None:
+        return options
+    warnings.warn(f"{n} particles do not fit in memory in one network call; sampling in chunks of {chunk}", stacklevel=3)
+    return options.replace(chunk_size=chunk)

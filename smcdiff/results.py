@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .operators import Blur, Dense, Downsample, Grayscale, Mask, Operator
-from .particles import WeightedSamples
+from .feynman_kac import WeightedSamples
 from .restore import RestoreResult
 
 __all__ = ["save_result", "load_result", "describe_operator", "build_operator", "ResultFileError", "RESULT_SUFFIXES"]
@@ -208,6 +208,82 @@ def _populations(meta: dict[str, Any], path: Path, log_weights: Tensor) -> int:
     return p
 
 
+_UNWEIGHTED_METHODS = ("replacement",)
+"""Methods whose particles are unweighted draws: their log-evidence is NaN (``WeightedSamples.unweighted``)."""
+
+
+def _check_tensors(tensors: dict[str, Tensor], meta: dict[str, Any], path: Path, operator: Operator) -> int:
+    """Check the arrays of a result file against each other, the operator and what a run can hold;
+    returns the number of populations.
+
+    Shapes: samples (B, M, *in_shape), log_weights (B, M), y (B, *out_shape), ess, resampled and
+    lineages (steps, B), log_evidence (B,), populations dividing M. Values: finite samples, y and ESS
+    (in [0, M]); log-weights without NaN or +inf (-inf is a zero weight) whose logsumexp over M is 0;
+    lineages in [1, M]; a finite log-evidence (NaN only for unweighted methods).
+
+    Raises ``ResultFileError`` naming the first field that does not fit (a file cut or altered).
+    """
+
+    def bad(name: str, why: str) -> ResultFileError:
+        return ResultFileError(f"{path}: {name} {why} (the file was cut or altered)")
+
+    samples, log_w, y = tensors["samples"], tensors["log_weights"], tensors["y"]
+    ess, resampled, log_z, lineages = tensors["ess"], tensors["resampled"], tensors["log_evidence"], tensors.get("lineages")
+    for name in ("samples", "log_weights", "y", "ess", "log_evidence"):
+        if not tensors[name].is_floating_point():
+            raise bad(name, f"has dtype {tensors[name].dtype}, not a floating-point type")
+    if resampled.is_floating_point() or resampled.is_complex():
+        raise bad("resampled", f"has dtype {resampled.dtype}, not bool")
+    if lineages is not None and (lineages.is_floating_point() or lineages.is_complex() or lineages.dtype == torch.bool):
+        raise bad("lineages", f"has dtype {lineages.dtype}, not an integer type")
+    # shapes, against samples (B, M, *event) and the operator
+    if samples.ndim < 3:
+        raise bad("samples", f"has shape {tuple(samples.shape)}, not (B, M, *event_shape)")
+    b, m = samples.shape[:2]
+    in_shape, out_shape = getattr(operator, "in_shape", None), getattr(operator, "out_shape", None)
+    if in_shape is not None and tuple(samples.shape[2:]) != tuple(in_shape):
+        raise bad("samples", f"have event shape {tuple(samples.shape[2:])} but the operator {operator!r} takes {tuple(in_shape)}")
+    if tuple(log_w.shape) != (b, m):
+        raise bad("log_weights", f"has shape {tuple(log_w.shape)}, not (B, M) = {(b, m)} as samples")
+    if y.ndim < 1 or y.shape[0] != b:
+        raise bad("y", f"has shape {tuple(y.shape)}, not {b} observations as samples")
+    if out_shape is not None and tuple(y.shape[1:]) != tuple(out_shape):
+        raise bad("y", f"has event shape {tuple(y.shape[1:])} but the operator {operator!r} gives {tuple(out_shape)}")
+    if isinstance(operator, Mask) and operator.per_row and operator.mask.shape[0] != b:
+        raise bad("operator.mask", f"has {operator.mask.shape[0]} rows, not {b} as samples")
+    if ess.ndim != 2 or ess.shape[1] != b:
+        raise bad("ess", f"has shape {tuple(ess.shape)}, not (steps, B) with B = {b}")
+    steps = ess.shape[0]
+    for name, value in (("resampled", resampled), ("lineages", lineages)):
+        if value is not None and tuple(value.shape) != (steps, b):
+            raise bad(name, f"has shape {tuple(value.shape)}, not (steps, B) = {(steps, b)} as ess")
+    if tuple(log_z.shape) != (b,):
+        raise bad("log_evidence", f"has shape {tuple(log_z.shape)}, not (B,) = {(b,)}")
+    populations = _populations(meta, path, log_w)
+    # values
+    for name, value in (("samples", samples), ("y", y), ("ess", ess)):
+        if not torch.isfinite(value).all():
+            raise bad(name, "holds NaN or infinite values")
+    if torch.isnan(log_w).any() or (log_w == math.inf).any():
+        raise bad("log_weights", "hold NaN or +inf")
+    total = torch.logsumexp(log_w.to(torch.float64), dim=1)
+    if not (total.abs() <= 1e-6).all():  # all -inf (no weight left) included
+        worst = total[~(total.abs() <= 1e-6)][0].item()
+        raise bad("log_weights", f"are not normalised (logsumexp over the particles is {worst:.4g}, not 0)")
+    if resampled.dtype != torch.bool and ((resampled != 0) & (resampled != 1)).any():
+        raise bad("resampled", "holds values other than 0 and 1")
+    if ((ess < 0) | (ess > m * (1 + 1e-6))).any():
+        raise bad("ess", f"leaves [0, M] = [0, {m}]")
+    if lineages is not None and ((lineages < 1) | (lineages > m)).any():
+        raise bad("lineages", f"leave [1, M] = [1, {m}]")
+    if torch.isinf(log_z).any():
+        raise bad("log_evidence", "is infinite")
+    method = meta.get("method")
+    if method not in _UNWEIGHTED_METHODS and torch.isnan(log_z).any():
+        raise bad("log_evidence", f"is NaN in a weighted run (method {method!r})")
+    return populations
+
+
 def load_result(path: str | Path, operator: Operator | None = None) -> RestoreResult:
     """Read a result written by :func:`save_result` (never unpickles anything).
 
@@ -234,22 +310,28 @@ def load_result(path: str | Path, operator: Operator | None = None) -> RestoreRe
     if missing:
         raise ResultFileError(f"{path} lacks {', '.join(missing)}")
     if operator is None:
+        if not isinstance(meta.get("operator"), dict):
+            raise ResultFileError(f"{path}: its metadata does not describe the operator")
         op_tensors = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("operator.")}
         operator = build_operator(meta["operator"], op_tensors)
+    populations = _check_tensors(tensors, meta, path, operator)
     weighted = WeightedSamples(
         tensors["samples"], tensors["log_weights"], tensors["ess"], tensors["resampled"].to(torch.bool),
-        tensors["log_evidence"], tensors.get("lineages"), populations=_populations(meta, path, tensors["log_weights"]),
+        tensors["log_evidence"], tensors.get("lineages"), populations=populations,
     )
-    return RestoreResult(
-        samples=tensors["samples"],
-        log_weights=tensors["log_weights"],
-        y=tensors["y"],
-        operator=operator,
-        noise_std=float(meta["noise_std"]),
-        weighted=weighted,
-        method=meta["method"],
-        proposal=meta.get("proposal"),
-        model_evaluations=int(meta["model_evaluations"]),
-        seconds=float(meta["seconds"]),
-        settings=dict(meta.get("settings", {})),
-    )
+    try:
+        return RestoreResult(
+            samples=tensors["samples"],
+            log_weights=tensors["log_weights"],
+            y=tensors["y"],
+            operator=operator,
+            noise_std=float(meta["noise_std"]),
+            weighted=weighted,
+            method=str(meta["method"]),
+            proposal=meta.get("proposal"),
+            model_evaluations=int(meta["model_evaluations"]),
+            seconds=float(meta["seconds"]),
+            settings=dict(meta.get("settings", {})),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ResultFileError(f"{path}: its metadata lacks or garbles {err}") from None

@@ -126,7 +126,7 @@ def evaluate_score(score: ScoreFn, x: Tensor, t: Tensor, chunk_size: int | None 
 
 
 def check_chunk_size(chunk_size: int | None) -> None:
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
 

@@ -2,7 +2,7 @@ r"""Conditional sampling of p(x | y) for y = A x + sigma_y eps by SMC: the publi
 
 :func:`smc_sample` resolves the observation (a bool mask, the shorthand of SMCDiff's inpainting, or an
 operator of :mod:`smcdiff.operators`), checks every argument once, builds the particle model named by
-``proposal`` (:mod:`smcdiff.proposals`) and runs the one particle loop of :mod:`smcdiff.particles`.
+``proposal`` (:mod:`smcdiff.proposals`) and runs the one particle loop of :mod:`smcdiff.feynman_kac`.
 
 - ``proposal="bootstrap"``: SMCDiff (Trippe et al. 2022, the seed slides): a forward-noised trajectory
   of the observed coefficients, the reverse kernel elsewhere, weights from the kernel's law of the
@@ -20,31 +20,19 @@ of what was conditioned on (the sampled trajectory for ``"bootstrap"``, y otherw
 
 from __future__ import annotations
 
-import math
-from typing import Iterator
-
 import torch
 from torch import Tensor
 
-from .dynamics import (
-    DEFAULT_STEPS,
-    Callback,
-    Kernel,
-    check_callback,
-    check_kernel,
-    check_score,
-    check_steps,
-    resolve_grid,
-)
+from .dynamics import DEFAULT_STEPS, Kernel, check_generator, check_kernel, check_noise_std, check_score, check_steps, resolve_grid
+from .feynman_kac import Problem, StepInfo, WeightedSamples, run_particles
 from .operators import Mask, Operator, as_operator
-from .particles import Population, Problem, StepInfo, WeightedSamples, check_populations, run_particles
-from .proposals import PROPOSALS, Proposal
-from .proposals.twisted import is_default_twist_variance
-from .resampling import RESAMPLERS, Resampling
-from .score import ScoreFn, check_chunk_size
+from .options import RunOptions, check_options
+from .proposals import Proposal, ProposalName, resolve_proposal
+from .score import ScoreFn
 from .sde import SDE
+from .threads import torch_threads
 
-__all__ = ["smc_sample", "WeightedSamples", "StepInfo", "observation_trajectory", "build_problem", "check_sde"]
+__all__ = ["smc_sample", "WeightedSamples", "StepInfo", "build_problem", "check_sde", "check_noise_std", "repeat_rows"]
 
 
 def _check_y(y: Tensor) -> None:
@@ -52,12 +40,6 @@ def _check_y(y: Tensor) -> None:
         raise ValueError("y must be a floating-point tensor of shape (B, *observation_shape)")
     if y.ndim < 2:
         raise ValueError(f"y must have shape (B, *observation_shape), got {tuple(y.shape)}")
-
-
-def _check_noise_std(noise_std: float) -> float:
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not math.isfinite(noise_std) or noise_std < 0:
-        raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
-    return float(noise_std)
 
 
 def check_sde(sde: SDE, operator: Operator, grid: Tensor) -> None:
@@ -81,26 +63,6 @@ def check_sde(sde: SDE, operator: Operator, grid: Tensor) -> None:
             )
 
 
-def observation_trajectory(
-    sde: SDE, y: Tensor, steps: int, generator: torch.Generator | None = None, grid: Tensor | None = None
-) -> Iterator[tuple[int, Tensor]]:
-    """Yield ``(k, y_{t_k})`` for k = N ... 0, a forward-noised trajectory of ``y: (B, *event)`` drawn backwards.
-
-    y_{t_N} ~ N(alpha(t_N) y, sigma(t_N)^2); then y_{t_{k-1}} ~ bridge(y_{t_k}, y) (see :meth:`SDE.bridge`).
-    Memory is O(B d) whatever the number of steps. ``grid`` (decreasing, ``(steps + 1,)``) replaces
-    ``sde.time_grid(steps)``.
-    """
-    grid = (sde.time_grid(steps) if grid is None else grid).to(device=y.device, dtype=y.dtype)
-    b = y.shape[0]
-    mean, std = sde.marginal(y, grid[0].expand(b))
-    y_k = mean + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-    yield steps, y_k
-    for i in range(steps):
-        mean, std = sde.bridge(y, y_k, grid[i + 1].expand(b), grid[i].expand(b))
-        y_k = mean + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-        yield steps - i - 1, y_k
-
-
 def build_problem(
     score: ScoreFn,
     sde: SDE,
@@ -120,9 +82,8 @@ def build_problem(
     _check_y(y)
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")
-    check_chunk_size(chunk_size)
     check_kernel(kernel)
-    noise_std = _check_noise_std(noise_std)
+    noise_std = check_noise_std(noise_std)
     if not isinstance(sde, SDE):
         raise ValueError(f"sde must be an smcdiff SDE, got {type(sde).__name__}")
     event_shape = getattr(score, "event_shape", None)
@@ -136,16 +97,6 @@ def build_problem(
     grid = resolve_grid(sde, steps, grid, DEFAULT_STEPS)
     check_sde(sde, op, grid)
     return Problem(score, sde, op, y, noise_std, particles, grid.to(y.device), kernel, chunk_size)
-
-
-def check_smc_args(ess_threshold: float, resampling: str, proposal: str, callback) -> None:
-    if not (isinstance(ess_threshold, (int, float)) and 0.0 <= ess_threshold <= 1.0):
-        raise ValueError(f"ess_threshold must lie in [0, 1], got {ess_threshold!r}")
-    if resampling not in RESAMPLERS:
-        raise ValueError(f"resampling must be one of {sorted(RESAMPLERS)}, got {resampling!r}")
-    if proposal not in PROPOSALS:
-        raise ValueError(f"proposal must be one of {sorted(PROPOSALS)}, got {proposal!r}")
-    check_callback(callback)
 
 
 def repeat_rows(y: Tensor, observation: Tensor | Operator, repeats: int) -> tuple[Tensor, Tensor | Operator]:
@@ -162,15 +113,6 @@ def repeat_rows(y: Tensor, observation: Tensor | Operator, repeats: int) -> tupl
     return y.repeat_interleave(repeats, dim=0), observation
 
 
-def check_population(population: Population | None) -> Population:
-    """``population``, or the single-process default for None; anything else is a ``ValueError``."""
-    if population is None:
-        return Population()
-    if not isinstance(population, Population):
-        raise ValueError(f"population must be a smcdiff Population (see smcdiff.distributed) or None, got {type(population).__name__}")
-    return population
-
-
 @torch.no_grad()
 def smc_sample(
     score: ScoreFn,
@@ -182,20 +124,11 @@ def smc_sample(
     particles: int,
     steps: int | None = None,
     grid: Tensor | None = None,
-    proposal: Proposal | None = None,
+    proposal: Proposal | ProposalName | None = None,
     kernel: Kernel = "euler",
-    resampling: Resampling = "systematic",
-    ess_threshold: float = 0.5,
-    corrector_steps: int = 0,
-    corrector_size: float = 1.0,
-    twist_variance: float | Tensor = 1.0,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
-    progress: bool = False,
-    callback: Callback | None = None,
     denoise_last: bool = False,
-    population: Population | None = None,
-    populations: int = 1,
+    options: RunOptions | None = None,
 ) -> WeightedSamples | None:
     """Sample p(x | y) for y = A x + noise_std * eps with SMC on an unconditional score.
 
@@ -208,85 +141,42 @@ def smc_sample(
     observation : a bool mask broadcastable to ``y`` (True = observed; rows may differ) or an operator
         of :mod:`smcdiff.operators` (``Mask``, ``Downsample``, ``Blur``, ``Grayscale``, ``Dense``, ...).
     noise_std : sigma_y >= 0, the standard deviation of the observation noise.
-    particles : M, particles per observation.
+    particles : M, particles per observation (per independent run with ``options.populations``).
     steps : N, reverse steps on ``sde.time_grid(N)`` (default 500).
     grid : explicit decreasing times ``(N + 1,)`` in ``[eps, T]`` instead of ``sde.time_grid(steps)``.
-    proposal : ``"bootstrap"`` (SMCDiff; noiseless only), ``"mcgdiff"`` (locally optimal, any noise) or
-        ``"twisted"`` (TDS; needs a score that supports autograd). Default: ``"bootstrap"`` when
-        ``noise_std == 0``, ``"mcgdiff"`` otherwise.
+    proposal : a name (``"bootstrap"``, ``"mcgdiff"``, ``"twisted"``) or an object of :mod:`smcdiff.proposals`
+        carrying its options (``Twisted(twist_variance=4.0)``, ``Bootstrap(corrector_steps=1)``). Default:
+        the bootstrap when ``noise_std == 0``, MCGdiff-style otherwise.
     kernel : ``"euler"`` (Euler-Maruyama) or ``"ancestral"`` (exact in time given Tweedie's denoiser);
         every proposal uses the kernel's own law, so the limit in M is the discretised model's posterior.
-    resampling : scheme name, see :mod:`smcdiff.resampling`.
-    ess_threshold : resample a row when its ESS < ``ess_threshold * M``; 1.0 resamples at every step
-        (SMCDiff as published), 0.0 never.
-    corrector_steps, corrector_size : ``proposal="bootstrap"`` or ``"twisted"``: K unadjusted Langevin steps
-        of size ``corrector_size * sigma(t)^2`` on the unobserved coefficients with every move (resample-move
-        rejuvenation; K more score evaluations per step; twisted: toward the twisted target, with the
-        twist's gradient). They spread the copies that resampling makes,
-        at the price of a small bias: the limit is no longer exactly the discretised model's posterior
-        (see :mod:`smcdiff.proposals.bootstrap` and BENCHMARKS.md). Default 0: off.
-    twist_variance : ``proposal="twisted"`` only: the data's variance c^2 per observed coefficient (a number,
-        or a tensor broadcastable to the operator's coefficient shape, e.g. ``op.Vt(x_train).var(0)``), which
-        sets the twist's variance c^2 sigma_t^2 / (alpha_t^2 c^2 + sigma_t^2) (the spread of x_0 given x_t
-        for Gaussian data of that variance). 1.0 (the default) suits data scaled to unit range, like
-        images in [-1, 1]; data on a larger scale need their own variance, or ``float("inf")`` for the
-        scale-free sigma_t^2 / alpha_t^2. Too small a value over-trusts the twist at high noise and
-        collapses the particles onto few modes (BENCHMARKS.md, the 25-mode mixture). Any value keeps the
-        limit in M.
     generator : torch.Generator, optional; the only source of randomness.
-    chunk_size : at most this many particles per score call (all B*M go in one call by default).
-    progress : tqdm progress bar.
-    callback : called with a :class:`StepInfo` for the initial state (step N) and after each step.
     denoise_last : Tweedie-denoise the particles at the last grid time.
-    population : where the particles live; default all in this process. A
-        :class:`smcdiff.distributed.ShardedPopulation` spreads each row's M particles over the processes
-        of a ``torch.distributed`` group (M a multiple of their number), with exact global resampling.
-    populations : P, independent SMC runs of M particles per observation, all in the same batched network
-        calls (P times the cost of one run). They are pooled with equal weights (:meth:`WeightedSamples.pool`)
-        and ``draw(k)`` takes draw j from run j mod P, so P draws share no ancestor. One run's particles
-        often descend from a single ancestor (``lineages``); its draws then differ only in the last steps'
-        noise. Independent runs give independent draws, each with the law of one draw from an M-particle
-        run: biased at small M (the bias falls as M grows, not as P grows) but not collapsed. The pooled
-        estimates and log-evidence keep the limit in M. Callbacks see the B * P runs as rows. Default 1.
+    options : :class:`smcdiff.RunOptions`: resampling scheme and ESS threshold, chunking, progress bar,
+        callback, placement over processes, independent runs (``populations``), CPU threads.
 
     Returns
     -------
     WeightedSamples
-        ``particles (B, P * M, *event_shape)``; with a noiseless observation A x equals y exactly on the
-        observed part. ``lineages`` shows how many distinct ancestors the final particles have.
-        A sharded population returns it where its ``gather`` says and None on the other processes.
+        ``particles (B, P * M, *event_shape)`` for P = ``options.populations``; with a noiseless observation
+        A x equals y exactly on the observed part. ``lineages`` shows how many distinct ancestors the final
+        particles have. A sharded placement returns it where its ``gather`` says and None on the other processes.
     """
-    if check_populations(populations) > 1:
-        y, observation = repeat_rows(y, observation, populations)
-        out = smc_sample(
-            score, sde, y, observation, noise_std=noise_std, particles=particles, steps=steps, grid=grid,
-            proposal=proposal, kernel=kernel, resampling=resampling, ess_threshold=ess_threshold,
-            corrector_steps=corrector_steps, corrector_size=corrector_size, twist_variance=twist_variance,
-            generator=generator, chunk_size=chunk_size, progress=progress, callback=callback,
-            denoise_last=denoise_last, population=population,
-        )
-        return None if out is None else out.pool(populations)
-    noise_std = _check_noise_std(noise_std)
-    proposal = ("bootstrap" if noise_std == 0 else "mcgdiff") if proposal is None else proposal
-    check_smc_args(ess_threshold, resampling, proposal, callback)
-    population = check_population(population)
+    options = check_options(options)
+    noise_std = check_noise_std(noise_std)
+    proposal = resolve_proposal(proposal, noise_std)
+    check_generator(generator)
+    placement = options.where
+    if options.populations > 1:
+        y, observation = repeat_rows(y, observation, options.populations)
     problem = build_problem(
-        score, sde, y, observation, noise_std=noise_std, particles=population.local_particles(particles), steps=steps,
-        grid=grid, kernel=kernel, chunk_size=chunk_size,
+        score, sde, y, observation, noise_std=noise_std, particles=placement.local_particles(particles), steps=steps,
+        grid=grid, kernel=kernel, chunk_size=options.chunk_size,
     )
-    if proposal == "mcgdiff" and corrector_steps != 0:
-        raise ValueError(f"corrector_steps applies to proposal='bootstrap' or 'twisted', got proposal={proposal!r}")
-    if proposal != "twisted" and not is_default_twist_variance(twist_variance):
-        raise ValueError(f"twist_variance applies to proposal='twisted' only, got proposal={proposal!r}")
-    if proposal == "bootstrap":
-        model = PROPOSALS[proposal](problem, corrector_steps=corrector_steps, corrector_size=corrector_size)
-    elif proposal == "twisted":
-        model = PROPOSALS[proposal](
-            problem, twist_variance=twist_variance, corrector_steps=corrector_steps, corrector_size=corrector_size
+    model = proposal.build(problem)
+    with torch_threads(options.threads):
+        out = run_particles(
+            model, resampling=options.resampling, ess_threshold=options.ess_threshold, generator=generator,
+            denoise_last=denoise_last, progress=options.progress, desc=f"smc ({proposal.name})",
+            callback=options.callback, placement=placement,
         )
-    else:
-        model = PROPOSALS[proposal](problem)
-    return run_particles(
-        model, resampling=resampling, ess_threshold=ess_threshold, generator=generator,
-        denoise_last=denoise_last, progress=progress, desc=f"smc ({proposal})", callback=callback, population=population,
-    )
+    return None if out is None else out.pool(options.populations)

@@ -17,6 +17,7 @@ from .baselines import replacement_sample
 from .oracle.toy import toy_problems
 from .sampling import sample
 from .sde import OU
+from .options import RunOptions
 from .smc import smc_sample
 
 __all__ = ["ToyRow", "unconditional_rows", "conditional_rows", "format_rows"]
@@ -80,7 +81,8 @@ def conditional_rows(
         stats: dict[str, dict[str, tuple[float, float]]] = {"mean": {}, "var": {}, "mode": {}}
         pooled[prob.name] = {}
         for method, fn in (("SMC", smc_sample), ("replacement", replacement_sample)):
-            out = fn(score, sde, y, mask, particles=particles, steps=steps, generator=generator, progress=progress)
+            out = fn(score, sde, y, mask, particles=particles, steps=steps, generator=generator,
+                     options=RunOptions(progress=progress))
             x, w = out.particles[..., 1], out.weights
             mean = (w * x).sum(1)
             var = (w * (x - mean[:, None]) ** 2).sum(1)

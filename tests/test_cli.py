@@ -215,6 +215,7 @@ def test_restore_each_task_writes_the_grid_and_prints_the_metrics(smcdiff, files
     assert grid_columns(tmp_path / "grid.png", 4) == before + 2 + 1  # draws, truth
 
 
+@pytest.mark.slow
 def test_restore_through_the_console_script(files, tmp_path):
     """A real process: the outputs, the metrics on stdout, and the few-steps warning as one stderr line."""
     out = console("restore", files["low"], "--task", "sr", "--factor", "4", "--proposal", "mcgdiff", *TINY,
@@ -226,6 +227,7 @@ def test_restore_through_the_console_script(files, tmp_path):
     assert len(warnings) == 1 and "3 steps" in warnings[0]
 
 
+@pytest.mark.slow
 def test_python_m_smcdiff_and_a_user_error_in_a_real_process(files, tmp_path):
     out = console("restore", files["digit"], "--task", "sr", "--out", tmp_path / "o.txt", module=True)
     one_line_error(out, "smcdiff restore: error: --out")
@@ -395,10 +397,10 @@ def test_corrector_steps_run_and_are_refused_where_they_do_not_apply(smcdiff, fi
     assert out.returncode == 0, out.stderr
     from smcdiff import load_result
 
-    assert load_result(tmp_path / "run.npz").settings["corrector_steps"] == 1
+    assert load_result(tmp_path / "run.npz").settings["proposal_options"]["corrector_steps"] == 1
     out = smcdiff(*base, "--corrector-steps", "1", "--proposal", "twisted", "--save", tmp_path / "tw.npz")
     assert out.returncode == 0, out.stderr
-    assert load_result(tmp_path / "tw.npz").settings["corrector_steps"] == 1
+    assert load_result(tmp_path / "tw.npz").settings["proposal_options"]["corrector_steps"] == 1
     one_line_error(smcdiff(*base, "--corrector-steps", "1", "--method", "replacement"), "--corrector-steps")
     one_line_error(smcdiff(*base, "--corrector-steps", "1", "--proposal", "mcgdiff"), "--corrector-steps")
     one_line_error(smcdiff(*base, "--corrector-steps", "-1"), "--corrector-steps")
@@ -410,7 +412,7 @@ def test_twist_variance_runs_with_the_twisted_proposal_only(smcdiff, files, tmp_
     assert out.returncode == 0, out.stderr
     from smcdiff import load_result
 
-    assert load_result(tmp_path / "run.npz").settings["twist_variance"] == "inf"
+    assert load_result(tmp_path / "run.npz").settings["proposal_options"]["twist_variance"] == "inf"
     one_line_error(smcdiff(*base, "--twist-variance", "4"), "--twist-variance")
     one_line_error(smcdiff(*base, "--twist-variance", "4", "--method", "replacement"), "--twist-variance")
     one_line_error(smcdiff(*base, "--proposal", "twisted", "--twist-variance", "0"), "--twist-variance")

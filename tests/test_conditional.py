@@ -122,6 +122,7 @@ def gaussian_runs():
     return runs, cde.post_mean(Y_OBS)[0], cde.post_cov
 
 
+@pytest.mark.slow
 def test_cde_sampling_recovers_exact_posterior(gaussian_runs):
     """Theorem 2: with the exact p(x_t | y) score, the conditional reverse SDE samples p(x | y)."""
     runs, mean, cov = gaussian_runs
@@ -388,15 +389,6 @@ def test_adapter_binds_rows_and_samples():
     assert seen == [(1, 4), (0, 4), (1, 2), (0, 2)]  # one sampler run per chunk of rows
 
 
-def test_old_import_path_of_the_sampler_is_deprecated():
-    import smcdiff.adapters.conditional as module
-
-    with pytest.deprecated_call():
-        assert module.sample_conditional is sample_conditional
-    with pytest.raises(AttributeError):
-        module.no_such_name
-
-
 def test_save_load_round_trip(tmp_path):
     est = tiny("cmde").eval()
     est.save_pretrained(tmp_path / "m", steps=3)
@@ -415,6 +407,7 @@ def test_construction_leaves_global_rng_alone():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["cde", "cdiffe", "cmde"])
 def test_short_training_lowers_the_loss(estimator):
     from smcdiff.data import load_digits_images
@@ -451,6 +444,7 @@ def test_shipped_models_load():
         assert isinstance(est.config, ConditionalConfig)
 
 
+@pytest.mark.slow
 def test_compare_script_runs_end_to_end(tmp_path, monkeypatch):
     """examples/compare_cmde.py on tiny untrained models: every row of both tables, finite metrics."""
     import importlib.util

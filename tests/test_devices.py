@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from smcdiff import VP, GaussianScore, inpaint, sample, smc_sample
+from smcdiff import GaussianScore, RunOptions, VP, inpaint, sample, smc_sample
 from smcdiff.data import load_digits_images
-from smcdiff.inpaint import load_model
+from smcdiff.models import load_model
 from smcdiff.masks import random_square_masks
 from smcdiff.operators import Dense
 from smcdiff.score import Autocast
@@ -29,8 +29,10 @@ def test_no_tensor_is_created_off_the_inputs_device(proposal, kernel):
     g = torch.Generator().manual_seed(1)
     torch.set_default_device("meta")
     try:
-        out = smc_sample(score, sde, y, op, particles=4, steps=3, proposal=proposal, kernel=kernel,
-                         ess_threshold=1.0, generator=g)
+        out = smc_sample(
+            score, sde, y, op, particles=4, steps=3, kernel=kernel, generator=g, proposal=proposal,
+            options=RunOptions(ess_threshold=1.0),
+        )
         x = sample(score, sde, (3, 4), steps=3, kernel=kernel, generator=g, dtype=F64, device="cpu")
     finally:
         torch.set_default_device("cpu")
@@ -62,6 +64,7 @@ def test_scheduler_aligned_grid_sits_on_training_timesteps():
         model.time_grid(0)
 
 
+@pytest.mark.slow
 def test_reduced_precision_agrees_with_float32_within_monte_carlo_error():
     """bfloat16 network (autocast) vs float32: the per-image weighted posterior means of independent runs
     agree within 4 standard errors of their difference, pixel by pixel."""

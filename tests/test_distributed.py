@@ -28,18 +28,21 @@ import torch.distributed as dist
 from smcdiff import (
     VP,
     GaussianScore,
+    RunOptions,
     linear_gaussian_posterior,
     replacement_sample,
     smc_sample,
 )
-from smcdiff.distributed import IslandPopulation, ShardedPopulation, run_local
+from smcdiff.distributed import IslandPlacement, ShardedPlacement, run_local
 from smcdiff.oracle.gaussian import _condition_linear, _singular_observation
 from smcdiff.oracle.linear_gaussian import discretised_law, kalman_smc_target
 from smcdiff.operators import Dense
-from smcdiff.particles import Population, run_particles
+from smcdiff.feynman_kac import Placement, run_particles
 from smcdiff.proposals import MCGdiffModel
 from smcdiff.resampling import RESAMPLERS, resample
 from smcdiff.smc import build_problem
+
+pytestmark = pytest.mark.slow  # several processes (torch.distributed over gloo)
 
 F64 = torch.float64
 SCHEMES = sorted(RESAMPLERS)
@@ -98,7 +101,7 @@ def _checks(mode_list: tuple[str, ...]) -> dict:
     res: dict = {"rank": rank}
 
     # 1. ancestors: the shared stream drawn by every scheme in turn, from the same global weights
-    pop = ShardedPopulation()
+    pop = ShardedPlacement()
     streams = pop.streams(torch.Generator().manual_seed(SEED), torch.device("cpu"))
     anc = []
     for scheme in SCHEMES:
@@ -108,7 +111,7 @@ def _checks(mode_list: tuple[str, ...]) -> dict:
             identity = torch.arange(M_ANC).expand(B_ANC, M_ANC)
             anc.append(pop.resample(lw, do, scheme, streams, identity)[0])
     res["ancestors"] = anc
-    res["noise"] = torch.rand(4, generator=streams.particles)
+    res["noise"] = torch.rand(4, generator=streams.local)
 
     # 2. moving particle rows: x and every per-particle pred tensor reordered by global ancestors
     g = torch.Generator().manual_seed(9)
@@ -128,16 +131,21 @@ def _checks(mode_list: tuple[str, ...]) -> dict:
     sde = VP()
     score = GaussianScore(mean, cov, sde)
     for mode in mode_list:
-        population = (ShardedPopulation if mode == "global" else IslandPopulation)()
-        out = smc_sample(score, sde, y, op, noise_std=noise_std, particles=M, steps=STEPS, proposal="mcgdiff",
-                         generator=torch.Generator().manual_seed(11), population=population)
+        placement = (ShardedPlacement if mode == "global" else IslandPlacement)()
+        out = smc_sample(
+            score, sde, y, op, noise_std=noise_std, particles=M, steps=STEPS,
+            generator=torch.Generator().manual_seed(11), proposal="mcgdiff",
+            options=RunOptions(placement=placement),
+        )
         res[f"mcgdiff-{mode}"] = out
-        res[f"traffic-{mode}"] = population.traffic
+        res[f"traffic-{mode}"] = placement.traffic
     mean, cov, mask, y = mask_problem()
     score = GaussianScore(mean, cov, sde)
     trajectory = []
-    out = smc_sample(score, sde, y, mask, particles=M, steps=STEPS, generator=torch.Generator().manual_seed(12),
-                     population=ShardedPopulation(), callback=lambda info: trajectory.append(info.particles[:, 0].clone()))
+    out = smc_sample(
+        score, sde, y, mask, particles=M, steps=STEPS, generator=torch.Generator().manual_seed(12),
+        options=RunOptions(callback=lambda info: trajectory.append(info.particles[:, 0].clone()), placement=ShardedPlacement()),
+    )
     res["bootstrap"], res["trajectory"] = out, torch.stack(trajectory)
 
     # 4. errors: a rank that fails alone, weights that vanish everywhere, and the group still works after
@@ -149,12 +157,16 @@ def _checks(mode_list: tuple[str, ...]) -> dict:
 
     problem = build_problem(score, sde, y[:2], mask, noise_std=0.1, particles=4, steps=10)
     runs = {
-        "score": lambda: smc_sample(nan_on_last_rank, sde, y[:2], mask, particles=4 * world, steps=10,
-                                    population=ShardedPopulation(), generator=torch.Generator().manual_seed(1)),
-        "weights": lambda: run_particles(_NaNOnLastRank(problem), population=ShardedPopulation(),
+        "score": lambda: smc_sample(
+            nan_on_last_rank, sde, y[:2], mask, particles=4 * world, steps=10,
+            generator=torch.Generator().manual_seed(1), options=RunOptions(placement=ShardedPlacement()),
+        ),
+        "weights": lambda: run_particles(_NaNOnLastRank(problem), placement=ShardedPlacement(),
                                          generator=torch.Generator().manual_seed(1)),
-        "particles": lambda: smc_sample(score, sde, y[:2], mask, particles=3 * world + 1, steps=10,
-                                        population=ShardedPopulation(), generator=torch.Generator().manual_seed(1)),
+        "particles": lambda: smc_sample(
+            score, sde, y[:2], mask, particles=3 * world + 1, steps=10, generator=torch.Generator().manual_seed(1),
+            options=RunOptions(placement=ShardedPlacement()),
+        ),
     }
     for name, run in runs.items():
         try:
@@ -163,8 +175,10 @@ def _checks(mode_list: tuple[str, ...]) -> dict:
         except Exception as err:  # noqa: BLE001 (the test judges it)
             errors[name] = (type(err).__name__, str(err))
     res["errors"] = errors
-    after = replacement_sample(score, sde, y[:2], mask, particles=4 * world, steps=5, generator=torch.Generator().manual_seed(2),
-                               population=ShardedPopulation(gather="all"))
+    after = replacement_sample(
+        score, sde, y[:2], mask, particles=4 * world, steps=5, generator=torch.Generator().manual_seed(2),
+        options=RunOptions(placement=ShardedPlacement(gather="all")),
+    )
     res["after"] = after.particles.shape
     return res
 
@@ -206,7 +220,7 @@ def test_moved_rows_equal_single_process_reordering(ranks):
             "flag": torch.rand(B_ANC, M_ANC, generator=g) < 0.5}
     row = torch.randn(B_ANC, 1, 3, generator=g)
     ancestors = torch.randint(M_ANC, (B_ANC, M_ANC), generator=g)
-    want_x, want_pred = Population().select(x, pred, ancestors)
+    want_x, want_pred = Placement().select(x, pred, ancestors)
     got_x = torch.cat([r["select"][0] for r in res], 1)
     assert torch.equal(got_x, want_x)
     for name, want in want_pred.items():
@@ -250,9 +264,9 @@ def test_sharded_mcgdiff_matches_the_closed_form(ranks, mode):
     _check_against_closed_form(out, k_mean, k_cov, k_logz)
     traffic = res[0][f"traffic-{mode}"]
     if mode == "island":  # B x W numbers per step, never a particle
-        assert traffic.particles == 0 and traffic.weights == traffic.steps * y.shape[0] * 3 * (world - 1) * 8
+        assert traffic.moved == 0 and traffic.weights == traffic.steps * y.shape[0] * 3 * (world - 1) * 8
     else:  # every step gathers the other ranks' log-weights, B x M x (W - 1) / W float64
-        assert traffic.weights == traffic.steps * y.shape[0] * M * (world - 1) // world * 8 and traffic.particles > 0
+        assert traffic.weights == traffic.steps * y.shape[0] * M * (world - 1) // world * 8 and traffic.moved > 0
 
 
 def test_sharded_bootstrap_matches_the_kalman_target_with_one_trajectory(ranks):
@@ -299,11 +313,15 @@ def test_world_size_one_reproduces_smc_sample(one_process_group, proposal):
     mean, cov, mask, y = mask_problem()
     sde = VP()
     score = GaussianScore(mean, cov, sde)
-    kw = dict(particles=12, steps=15, proposal=proposal, resampling="stratified", ess_threshold=0.8, noise_std=0.0 if proposal == "bootstrap" else 0.05)
-    want = smc_sample(score, sde, y[:3], mask, generator=torch.Generator().manual_seed(4), **kw)
-    for population in (ShardedPopulation(), IslandPopulation()):
-        got = smc_sample(score, sde, y[:3], mask, generator=torch.Generator().manual_seed(4), population=population, **kw)
-        if isinstance(population, IslandPopulation):  # the same particles; the weights up to rounding
+    kw = dict(particles=12, steps=15, proposal=proposal, noise_std=0.0 if proposal == "bootstrap" else 0.05)
+    run = RunOptions(resampling="stratified", ess_threshold=0.8)
+    want = smc_sample(score, sde, y[:3], mask, generator=torch.Generator().manual_seed(4), options=run, **kw)
+    for placement in (ShardedPlacement(), IslandPlacement()):
+        got = smc_sample(
+            score, sde, y[:3], mask, generator=torch.Generator().manual_seed(4),
+            options=run.replace(placement=placement), **kw,
+        )
+        if isinstance(placement, IslandPlacement):  # the same particles; the weights up to rounding
             assert torch.equal(got.particles, want.particles) and torch.allclose(got.log_weights, want.log_weights)
             continue
         for field in ("particles", "log_weights", "ess", "resampled", "log_evidence", "lineages"):
@@ -313,6 +331,9 @@ def test_world_size_one_reproduces_smc_sample(one_process_group, proposal):
 def test_a_sharded_population_needs_a_process_group():
     assert not dist.is_initialized()
     with pytest.raises(ValueError, match="process group"):
-        ShardedPopulation()
-    with pytest.raises(ValueError, match="population must be"):
-        smc_sample(lambda x, t: -x, VP(), torch.zeros(1, 2), torch.tensor([True, False]), particles=2, steps=2, population="gloo")
+        ShardedPlacement()
+    with pytest.raises(ValueError, match="placement must be"):
+        smc_sample(
+            lambda x, t: -x, VP(), torch.zeros(1, 2), torch.tensor([True, False]), particles=2, steps=2,
+            options=RunOptions(placement="gloo"),
+        )

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from smcdiff import inpaint
+from smcdiff import RunOptions, inpaint
 from smcdiff.adapters import DiffusersScore
 from smcdiff.data import load_digits_images
-from smcdiff.inpaint import load_model
+from smcdiff.models import load_model
 from smcdiff.masks import box_mask, random_square_masks
 
 STEPS = 6
@@ -79,7 +79,10 @@ def test_chunked_network_calls_do_not_change_the_result(digits):
     images, masks = digits
     kw = dict(particles=PARTICLES, steps=STEPS)
     full = inpaint("digits", images, masks, generator=torch.Generator().manual_seed(5), **kw)
-    chunked = inpaint("digits", images, masks, generator=torch.Generator().manual_seed(5), chunk_size=4, **kw)
+    chunked = inpaint(
+        "digits", images, masks, generator=torch.Generator().manual_seed(5), options=RunOptions(chunk_size=4),
+        **kw,
+    )
     assert torch.allclose(full.samples, chunked.samples, atol=1e-5)
 
 

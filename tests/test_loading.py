@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from smcdiff.adapters import DiffusersScore
-from smcdiff.inpaint import DEFAULT_MODEL_PATH, load_model
+from smcdiff.models import DEFAULT_MODEL_PATH, load_model
 
 HUB_ID = "smcdiff-tests/no-such-model"
 
@@ -89,6 +89,7 @@ def test_unreachable_hub_fails_at_once(monkeypatch):
     _quick_failure("no connection to 127.0.0.1:9")
 
 
+@pytest.mark.slow
 def test_offline_hub_id_in_the_cli_is_one_line(tmp_path):
     """The real command with HF_HUB_OFFLINE=1: exit status 2, one line on stderr, no retries."""
     image = tmp_path / "digit.png"

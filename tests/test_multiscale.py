@@ -155,6 +155,7 @@ def test_split_steps():
 # ----------------------------------------------------------------------------------------------
 # exact-score sampler
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_multiscale_sampler_with_exact_scores_reproduces_the_data_covariance():
     """4x4 images, n = 2: a_2 alone, then [a_2, d_2], then all 16 coefficients; 20,000 samples in float64."""
     process = process_for(4, 2)
@@ -177,6 +178,7 @@ def test_multiscale_sampler_with_exact_scores_reproduces_the_data_covariance():
     assert_within(packing.inverse(c).flatten(1), t_mean, t_cov, (img_mean - t_mean).abs(), (img_cov - t_cov).abs())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, levels", [(4, 2), (8, 3)])
 def test_discretisation_error_of_the_multiscale_chain_vanishes(size, levels):
     """With the exact prior-to-prior handover, the chain's law converges to the data law at eps at rate 1/steps."""
@@ -194,6 +196,7 @@ def test_discretisation_error_of_the_multiscale_chain_vanishes(size, levels):
     assert errors[2] < 0.005 * t_cov.diagonal().max()
 
 
+@pytest.mark.slow
 def test_adapter_runs_in_the_generic_sampler_with_the_same_law():
     """smcdiff.sample on the full coefficient vector with MultiscaleScore: the frozen groups wait at their prior draw."""
     process = process_for(4, 2)
@@ -317,6 +320,7 @@ def test_sampler_callbacks_count_down_over_all_scales():
     torch.testing.assert_close(chunked, plain, rtol=1e-4, atol=1e-4)  # float32 network calls on 1 vs 2 rows round differently
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss():
     """Paired comparison on one fixed evaluation batch (same images, times and noise before and after)."""
     images = blobs(512, 5)
@@ -334,6 +338,7 @@ def test_short_training_lowers_the_loss():
     assert (after < 0.7 * before).all(), (before, after)
 
 
+@pytest.mark.slow
 def test_training_resumes_exactly(tmp_path):
     images = blobs(64, 7)
     straight = train(tiny_multiscale(), images, steps=6, batch_size=8, warmup=2, generator=torch.Generator().manual_seed(8), progress=False)
@@ -388,6 +393,7 @@ def test_errors_name_the_argument(call, name):
         call()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["multiscale", "uniform"])
 def test_shipped_models_draw_recognisable_digits(name):
     """The float16 weights in ``smcdiff/assets/multiscale`` (examples/train_multiscale.py) load by name

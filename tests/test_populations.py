@@ -10,11 +10,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smcdiff import OU, VP, GaussianScore, restore, smc_sample
+from smcdiff import GaussianScore, OU, RunOptions, VP, restore, smc_sample
 from smcdiff.cli import main
 from smcdiff.data import load_digits_images
 from smcdiff.operators import Downsample
-from smcdiff.particles import WeightedSamples
+from smcdiff.feynman_kac import WeightedSamples
 from smcdiff.results import ResultFileError, load_result, save_result
 
 F64 = torch.float64
@@ -99,7 +99,10 @@ def test_populations_are_the_rows_repeated_and_pooled(proposal):
     y = torch.tensor([[0.5, 0.0, 0.0], [-1.0, 0.0, 0.0]], dtype=F64)
     mask = torch.tensor([[True, False, False], [True, True, False]])
     common = dict(particles=5, steps=12, proposal=proposal)
-    got = smc_sample(score, sde, y, mask, populations=3, generator=torch.Generator().manual_seed(4), **common)
+    got = smc_sample(
+        score, sde, y, mask, generator=torch.Generator().manual_seed(4), options=RunOptions(populations=3),
+        **common,
+    )
     rows = smc_sample(score, sde, y.repeat_interleave(3, 0), mask.repeat_interleave(3, 0),
                       generator=torch.Generator().manual_seed(4), **common).pool(3)
     for name in ("particles", "log_weights", "ess", "resampled", "log_evidence", "lineages"):
@@ -107,6 +110,7 @@ def test_populations_are_the_rows_repeated_and_pooled(proposal):
     assert got.populations == 3 and got.particles.shape == (2, 15, 3)
 
 
+@pytest.mark.slow
 def test_pooled_runs_estimate_the_posterior_and_the_evidence():
     """The seed slides' Gaussian, (Y, X) ~ N(0, [[1, 1.5], [1.5, 5]]), y = 1: posterior mean 1.5, variance
     2.75. Pooled estimates of 4 runs of 250 particles within 4 SE over independent rows; the pooled
@@ -118,8 +122,10 @@ def test_pooled_runs_estimate_the_posterior_and_the_evidence():
     r = 32
     y = torch.zeros(r, 2, dtype=F64)
     y[:, 0] = 1.0
-    out = smc_sample(score, sde, y, torch.tensor([True, False]), particles=250, steps=300, populations=4,
-                     generator=torch.Generator().manual_seed(0))
+    out = smc_sample(
+        score, sde, y, torch.tensor([True, False]), particles=250, steps=300,
+        generator=torch.Generator().manual_seed(0), options=RunOptions(populations=4),
+    )
     assert out.particles.shape == (r, 1000, 2)
     mean = out.mean()[:, 1]
     var = (out.weights * (out.particles[..., 1] - mean[:, None]) ** 2).sum(1)
@@ -133,8 +139,10 @@ def test_pooled_runs_estimate_the_posterior_and_the_evidence():
 def sr_run():
     images = load_digits_images("test")[:2]
     low = Downsample(4).bind((1, 8, 8)).A(images)
-    return restore("digits", low, Downsample(4), particles=3, steps=4, populations=2, proposal="mcgdiff",
-                   generator=torch.Generator().manual_seed(0))
+    return restore(
+        "digits", low, Downsample(4), particles=3, steps=4, generator=torch.Generator().manual_seed(0),
+        proposal="mcgdiff", options=RunOptions(populations=2),
+    )
 
 
 def test_restore_with_populations_counts_every_run(sr_run):
@@ -167,9 +175,9 @@ def test_bad_populations_name_the_argument():
     mask[..., :4, :] = True
     for bad in (0, -2, 2.0, True):
         with pytest.raises(ValueError, match="populations"):
-            restore("digits", images, mask, particles=2, steps=2, populations=bad)
-    with pytest.raises(ValueError, match="populations applies to method='smc'"):
-        restore("digits", images, mask, particles=2, steps=2, method="replacement", populations=2)
+            restore("digits", images, mask, particles=2, steps=2, options=RunOptions(populations=bad))
+    with pytest.raises(ValueError, match="options populations apply to SMC only"):
+        restore("digits", images, mask, particles=2, steps=2, method="replacement", options=RunOptions(populations=2))
 
 
 def test_cli_populations(tmp_path, capsys):

@@ -11,7 +11,7 @@ import torch
 from smcdiff import restore
 from smcdiff.data import load_digits_images
 from smcdiff.operators import Blur, Dense, Downsample, Grayscale, Mask, Operator
-from smcdiff.particles import WeightedSamples
+from smcdiff.feynman_kac import WeightedSamples
 from smcdiff.restore import RestoreResult
 from smcdiff.results import ResultFileError, load_result, save_result
 

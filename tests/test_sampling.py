@@ -75,6 +75,7 @@ def test_reference_law_agrees_with_the_oracle(name, kernel):
             assert torch.allclose(a, b, rtol=1e-10, atol=1e-10), (a - b).abs().max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel, steps", [("euler", 100), ("ancestral", 25)])
 @pytest.mark.parametrize("name", sorted(SDES))
 def test_sampler_matches_discretised_law(name, kernel, steps):
@@ -105,6 +106,7 @@ def test_discretisation_allowance_shrinks_with_steps(name):
     assert errors[2] < 0.05 * t_cov.diagonal().max().item()
 
 
+@pytest.mark.slow
 def test_sampler_recovers_true_law_within_se_plus_allowance():
     """End to end against the true law: |error| <= 4 SE + the discretisation allowance at that step count."""
     sde = VP()
@@ -122,6 +124,7 @@ def test_sampler_recovers_true_law_within_se_plus_allowance():
     assert ((torch.cov(x.T) - t_cov).abs() <= 4 * se_cov + allowance_cov).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ou", "vp", "ve", "vp-nonuniform"])
 def test_mixture_weights_recovered(name):
     """A well-separated 2-component mixture: the fraction of samples near each mean matches its weight."""

@@ -17,6 +17,7 @@ from smcdiff import (
     VP,
     GaussianMixtureScore,
     GaussianScore,
+    RunOptions,
     gaussian_mixture_posterior,
     gaussian_posterior,
     observation_trajectory,
@@ -49,6 +50,7 @@ def slides_runs():
     return smc, rep
 
 
+@pytest.mark.slow
 def test_slides_example_smc_is_exact(slides_runs):
     """(Y, X) ~ N(0, [[1, 1.5], [1.5, 5]]), y = 1: posterior mean 1.5 and variance 2.75, within 4 SE."""
     smc, _ = slides_runs
@@ -95,7 +97,10 @@ def gaussian_runs(request):
     masks = mask.repeat_interleave(REPS, 0)
     trajectory = []
     record = lambda info: trajectory.append(info.particles[:, 0].clone())
-    out = smc_sample(score, sde, y, masks, particles=M, steps=STEPS, generator=torch.Generator().manual_seed(2), callback=record)
+    out = smc_sample(
+        score, sde, y, masks, particles=M, steps=STEPS, generator=torch.Generator().manual_seed(2),
+        options=RunOptions(callback=record),
+    )
     k_mean, k_cov, k_logz = ref.kalman_smc_target(schedule, mean, cov, STEPS, masks, trajectory)
     avg_mean, _, _ = ref.kalman_smc_target(schedule, mean, cov, STEPS, mask, ref.mean_trajectory(schedule, x, STEPS))
     return dict(mean=mean, cov=cov, y=y, mask=masks, out=out, k_mean=k_mean, k_cov=k_cov, k_logz=k_logz, avg_mean=avg_mean)
@@ -118,6 +123,7 @@ def test_reference_kalman_filter_agrees_with_the_oracle(name, kernel):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-10), (a - b).abs().max()
 
 
+@pytest.mark.slow
 def test_smc_matches_discretised_posterior(gaussian_runs):
     """SMC mean and covariance vs the Kalman filter's exact target, within 4 SE over independent runs."""
     r = gaussian_runs
@@ -170,6 +176,7 @@ def test_diagnostics_shapes(gaussian_runs):
 
 
 # --- a well-separated mixture ------------------------------------------------------------------
+@pytest.mark.slow
 def test_mixture_posterior_weights():
     """SMC recovers the exact posterior component weights within 4 SE; replacement does not."""
     sde = VP()
@@ -237,9 +244,12 @@ def test_images_rows_with_different_masks_and_chunks():
     mask = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
     mask[0, :, :2] = True
     mask[1, :, :, 3] = True
-    kw = dict(particles=6, steps=10, resampling="stratified", ess_threshold=1.0)
-    a = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), **kw)
-    b = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), chunk_size=5, progress=True, **kw)
+    run = RunOptions(resampling="stratified", ess_threshold=1.0)
+    a = smc_sample(score, sde, y, mask, particles=6, steps=10, generator=torch.Generator().manual_seed(1), options=run)
+    b = smc_sample(
+        score, sde, y, mask, particles=6, steps=10, generator=torch.Generator().manual_seed(1),
+        options=run.replace(chunk_size=5, progress=True),
+    )
     assert a.particles.shape == (2, 6, 1, 4, 4) and a.mean().shape == (2, 1, 4, 4)
     assert torch.allclose(a.particles, b.particles, atol=1e-5)
     assert a.resampled.all()
@@ -259,9 +269,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="particles"):
         smc_sample(score, sde, y, mask, particles=0, steps=3, generator=g)
     with pytest.raises(ValueError, match="ess_threshold"):
-        smc_sample(score, sde, y, mask, particles=4, steps=3, ess_threshold=1.5, generator=g)
+        smc_sample(score, sde, y, mask, particles=4, steps=3, generator=g, options=RunOptions(ess_threshold=1.5))
     with pytest.raises(ValueError, match="resampling"):
-        smc_sample(score, sde, y, mask, particles=4, steps=3, resampling="nope", generator=g)
+        smc_sample(score, sde, y, mask, particles=4, steps=3, generator=g, options=RunOptions(resampling="nope"))
     with pytest.raises(ValueError, match="y must be finite"):
         smc_sample(score, sde, torch.tensor([[float("nan"), 0.0, 0.0]]), mask, particles=4, steps=3, generator=g)
     with pytest.raises(ValueError, match="y must have shape"):

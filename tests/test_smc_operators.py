@@ -26,6 +26,8 @@ from smcdiff import (
     VP,
     GaussianMixtureScore,
     GaussianScore,
+    RunOptions,
+    Twisted,
     linear_gaussian_mixture_posterior,
     linear_gaussian_posterior,
     smc_sample,
@@ -33,7 +35,7 @@ from smcdiff import (
 from smcdiff.dynamics import time_steps
 from smcdiff.operators import Blur, Dense, Downsample, Grayscale, Mask
 from smcdiff.oracle.gaussian import _condition_linear, _singular_observation
-from smcdiff.particles import Step
+from smcdiff.feynman_kac import Step
 from smcdiff.proposals import PROPOSALS, TwistedModel
 from smcdiff.smc import build_problem
 
@@ -94,8 +96,8 @@ def runs(request):
     proposal, _, twist_variance = proposal.partition(":")
     kernel = kernel or "euler"
     extra = {"twist_variance": float(twist_variance)} if twist_variance else {}
-    out = smc_sample(wrapped, sde, y, op, noise_std=noise_std, particles=M, steps=STEPS, proposal=proposal,
-                     kernel=kernel, generator=torch.Generator().manual_seed(11), **extra)
+    out = smc_sample(wrapped, sde, y, op, noise_std=noise_std, particles=M, steps=STEPS,
+                     proposal=PROPOSALS[proposal](**extra), kernel=kernel, generator=torch.Generator().manual_seed(11))
     disc_mean, disc_cov = ref.discretised_law(ref.vp(), mean, cov, STEPS, kernel)
     y_flat = y.reshape(y.shape[0], -1) if flat_op is not op else y
     k_mean, k_cov = linear_gaussian_posterior(disc_mean, disc_cov, flat_op, y_flat, noise_std)
@@ -124,6 +126,7 @@ def explicit(op):
     return op.A(torch.eye(d, dtype=F64).reshape(d, *op.in_shape)).reshape(d, -1).T
 
 
+@pytest.mark.slow
 def test_smc_matches_the_discretised_posterior(runs):
     """Weighted mean within 4 SE of the discretised model's exact posterior; variances within 4 SE plus
     the finite-M shrinkage of a weighted variance whose genealogy has L distinct final lineages.
@@ -172,6 +175,7 @@ def test_noiseless_observations_are_reproduced_exactly(runs):
 
 
 # --- bootstrap and MCGdiff on per-row masks agree with the same exact posterior ---------------------
+@pytest.mark.slow
 def test_per_row_masks_bootstrap_and_mcgdiff():
     d = 6
     mean, cov = random_gaussian(d, seed=3)
@@ -192,6 +196,7 @@ def test_per_row_masks_bootstrap_and_mcgdiff():
 
 
 # --- a Gaussian-mixture prior: posterior component weights ----------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("proposal", ["mcgdiff", "twisted"])
 @pytest.mark.parametrize("noise_std", [0.0, 0.3])
 def test_mixture_component_weights_under_a_dense_operator(noise_std, proposal):
@@ -230,7 +235,7 @@ def test_float32_log_potentials_are_float64_sums(proposal):
     y = torch.randn(2, 1, 64, 64, generator=g)
     mask = torch.rand(2, 1, 64, 64, generator=g) < 0.5
     pb = build_problem(lambda x, t: -x, sde, y, mask, particles=3, steps=10)
-    model = PROPOSALS[proposal](pb)
+    model = PROPOSALS[proposal]().build(pb)
     x, _ = model.initial(g, g)
     n = x.shape[0] * x.shape[1]
     k, t, s, h = next(time_steps(sde, pb.grid, n, x))
@@ -299,7 +304,7 @@ def test_twisted_chunks_do_not_change_the_result():
     op = Dense(torch.ones(1, 3, dtype=F64))
     kw = dict(proposal="twisted", particles=6, steps=8, noise_std=0.1)
     whole = smc_sample(score, sde, y, op, **kw, generator=torch.Generator().manual_seed(2))
-    chunked = smc_sample(score, sde, y, op, **kw, chunk_size=5, generator=torch.Generator().manual_seed(2))
+    chunked = smc_sample(score, sde, y, op, generator=torch.Generator().manual_seed(2), options=RunOptions(chunk_size=5), **kw)
     assert whole.particles.shape == (2, 6, 3)
     assert torch.allclose(whole.particles, chunked.particles) and torch.allclose(whole.log_weights, chunked.log_weights)
 
@@ -312,10 +317,10 @@ def test_twist_variance_is_checked_and_only_accepted_by_the_twisted_proposal():
     kw = dict(particles=4, steps=3, generator=torch.Generator().manual_seed(0))
     for bad in (0.0, -1.0, float("nan"), True, "1"):
         with pytest.raises(ValueError, match="twist_variance"):
-            smc_sample(score, sde, y, mask, proposal="twisted", twist_variance=bad, **kw)
+            smc_sample(score, sde, y, mask, proposal=Twisted(twist_variance=bad), **kw)
     for proposal in ("bootstrap", "mcgdiff"):
-        with pytest.raises(ValueError, match="twist_variance"):
-            smc_sample(score, sde, y, mask, proposal=proposal, twist_variance=4.0, **kw)
+        with pytest.raises(TypeError, match="twist_variance"):
+            PROPOSALS[proposal](twist_variance=4.0)
 
 
 def test_a_larger_twist_variance_weakens_the_guidance():
@@ -343,8 +348,11 @@ def test_twist_variance_may_be_given_per_coefficient():
     score = GaussianScore(torch.zeros(4, dtype=F64), torch.eye(4, dtype=F64) * 2, sde)
     op = Dense(torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=F64))
     y = torch.randn(2, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
-    kw = dict(proposal="twisted", particles=8, steps=5, noise_std=0.1)
-    run = lambda c2: smc_sample(score, sde, y, op, twist_variance=c2, generator=torch.Generator().manual_seed(5), **kw)
+    kw = dict(particles=8, steps=5, noise_std=0.1)
+    run = lambda c2: smc_sample(
+        score, sde, y, op, generator=torch.Generator().manual_seed(5), proposal=Twisted(twist_variance=c2),
+        **kw,
+    )
     number, tensor = run(3.0), run(torch.full(op.coef_shape, 3.0, dtype=F64))
     assert torch.equal(number.particles, tensor.particles) and torch.equal(number.log_weights, tensor.log_weights)
     mixed = run(torch.tensor([3.0, float("inf"), 1.0, 1.0], dtype=F64)[: op.coef_shape[0]])
@@ -355,13 +363,18 @@ def test_twist_variance_may_be_given_per_coefficient():
         run(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=F64)[: op.coef_shape[0]])
 
 
-class _GradientOnlyTwisted(TwistedModel):
+class _GradientOnlyTwistedModel(TwistedModel):
     """The twisted model with the plain TDS move: observed coefficients shifted by the gradient too."""
 
     linearised_observed = False
 
 
-def test_the_twisted_move_of_observed_coefficients_keeps_the_weights_even(monkeypatch):
+class _GradientOnlyTwisted(Twisted):
+    def build(self, problem):
+        return _GradientOnlyTwistedModel(problem, self.twist_variance)
+
+
+def test_the_twisted_move_of_observed_coefficients_keeps_the_weights_even():
     """On N(0, c^2 I) with twist_variance = c^2 the twist's Gaussian model is exact, so what remains of the weight
     variance comes from the move. Moving observed coefficients toward the twist at the destination time keeps
     the per-step ESS of 200 particles above 180 at every step (measured: >= 195); the first-order gradient move
@@ -371,9 +384,9 @@ def test_the_twisted_move_of_observed_coefficients_keeps_the_weights_even(monkey
     score = GaussianScore(torch.zeros(d, dtype=F64), c2 * torch.eye(d, dtype=F64), sde)
     mask = torch.arange(d) < d // 2
     y = 1.5 * torch.randn(4, d, generator=torch.Generator().manual_seed(0), dtype=F64)
-    kw = dict(particles=m, steps=50, proposal="twisted", twist_variance=c2)
-    out = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), **kw)
+    kw = dict(particles=m, steps=50)
+    out = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), proposal=Twisted(twist_variance=c2), **kw)
     assert out.ess.min() > 0.9 * m
-    monkeypatch.setitem(PROPOSALS, "twisted", _GradientOnlyTwisted)
-    plain = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1), **kw)
+    plain = smc_sample(score, sde, y, mask, generator=torch.Generator().manual_seed(1),
+                       proposal=_GradientOnlyTwisted(twist_variance=c2), **kw)
     assert plain.ess[-1].max() < m / 4

@@ -16,7 +16,7 @@ diagonal for a mask), so with a forward trajectory y_bar_{t_0..t_N} the particle
 and returns sum_i w^i delta_{x_0^i}, with observed coefficients equal to y_bar.
 
 The trajectory is drawn *backwards* through the exact Gaussian bridge
-(:func:`smcdiff.smc.observation_trajectory`): same joint law as the forward SDE from y_bar, O(B d)
+(:func:`smcdiff.dynamics.observation_trajectory`): same joint law as the forward SDE from y_bar, O(B d)
 memory whatever the number of steps. The log-evidence is log p(y_bar_{t_N}) + sum_k log sum_i w_k^i G_k^i,
 an unbiased (in Z) estimate of the likelihood of the observed *trajectory* under the discretised model.
 
@@ -31,29 +31,51 @@ as the corrector of score-SDE predictor-corrector sampling. The forward SDE diff
 independently, so given the observed trajectory the free coefficients at s follow p_s(x_free | x_obs =
 y_bar_s) in the continuous-time limit; Langevin moves towards that law spread the copies that resampling
 made. They cost K score evaluations per step and are not Metropolis-adjusted: the limit in M is no longer
-exactly the discretised model's posterior (the bias is measured in BENCHMARKS.md); off by default.
+exactly the discretised model's posterior (BENCHMARKS.md, "Effective independent samples"); off by default.
 eps <= 2 sigma(s)^2 keeps the dynamics stable (p_s given x_obs has variance at least sigma(s)^2).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
-from ..dynamics import checked_score
-from ..particles import ParticleModel, Problem
-from ..sde.base import _normal_log_prob
+from ..densities import normal_log_prob
+from ..dynamics import checked_score, observation_trajectory
+from ..feynman_kac import ParticleModel, Problem
+from .base import CORRECTOR_HELP, Proposal, check_corrector
 
-__all__ = ["BootstrapModel", "check_corrector"]
+__all__ = ["Bootstrap", "BootstrapModel"]
 
 
-def check_corrector(steps: object, size: object) -> tuple[int, float]:
-    """``(corrector_steps, corrector_size)`` checked: a non-negative integer and a step in (0, 2) units of sigma(t)^2."""
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"corrector_steps must be a non-negative integer, got {steps!r}")
-    if not isinstance(size, (int, float)) or isinstance(size, bool) or not 0 < size < 2:
-        raise ValueError(f"corrector_size must lie in (0, 2) (the step in units of sigma(t)^2), got {size!r}")
-    return steps, float(size)
+@dataclass(frozen=True)
+class Bootstrap(Proposal):
+    """SMCDiff's bootstrap proposal (noiseless observations only); see the module's docs.
+
+    Parameters
+    ----------
+    corrector_steps : K unadjusted Langevin steps on the free coefficients with every move (resample-move
+        rejuvenation; K more score evaluations per step; a small bias). Default 0: off.
+    corrector_size : their step, ``corrector_size * sigma(t)^2``, in (0, 2).
+    """
+
+    corrector_steps: int = field(default=0, metadata={"help": CORRECTOR_HELP["corrector_steps"], "type": int})
+    corrector_size: float = field(default=1.0, metadata={"help": CORRECTOR_HELP["corrector_size"], "type": float})
+
+    name = "bootstrap"
+    noiseless_only = True
+
+    def __post_init__(self) -> None:
+        check_corrector(self.corrector_steps, self.corrector_size)
+
+    @property
+    def evaluations_per_step(self) -> int:
+        return 1 + self.corrector_steps
+
+    def build(self, problem: Problem) -> "BootstrapModel":
+        return BootstrapModel(problem, corrector_steps=self.corrector_steps, corrector_size=float(self.corrector_size))
 
 
 class BootstrapModel(ParticleModel):
@@ -63,7 +85,8 @@ class BootstrapModel(ParticleModel):
         self, problem: Problem, reweight: bool = True, corrector_steps: int = 0, corrector_size: float = 1.0
     ) -> None:
         super().__init__(problem)
-        self.corrector_steps, self.corrector_size = check_corrector(corrector_steps, corrector_size)
+        check_corrector(corrector_steps, corrector_size)
+        self.corrector_steps, self.corrector_size = corrector_steps, float(corrector_size)
         if problem.noise_std > 0:
             raise ValueError(
                 "proposal='bootstrap' follows the noiseless observation trajectory and needs noise_std=0; "
@@ -73,12 +96,8 @@ class BootstrapModel(ParticleModel):
         self._trajectory = None
 
     def initial(self, generator, shared_generator):
-        from ..smc import (
-            observation_trajectory,  # the trajectory lives with the public API
-        )
-
         pb = self.problem
-        b, m = pb.batch, pb.particles
+        b, m = pb.batch, pb.local_particles
         ybar = pb.ybar[:, 0]
         # one trajectory per row, whichever process holds the row's particles
         self._trajectory = observation_trajectory(pb.sde, ybar, pb.steps, shared_generator, grid=pb.grid)
@@ -100,7 +119,7 @@ class BootstrapModel(ParticleModel):
         pb = self.problem
         mean, var = pred["mean"].double(), pred["var"].double()
         moving = var > 0  # coordinates frozen by a non-uniform SDE carry no information
-        log_g = _normal_log_prob(pred["y_next"].double(), mean, torch.where(moving, var, torch.ones_like(var)))
+        log_g = normal_log_prob(pred["y_next"].double(), mean, torch.where(moving, var, torch.ones_like(var)))
         log_g = torch.where(pb.observed & moving, log_g, torch.zeros_like(log_g))
         return log_g.sum(pb.coef_dims)
 

@@ -31,13 +31,26 @@ kernel: any uniform SDE), or the operator a mask; :func:`smcdiff.smc.check_sde` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from ..particles import ParticleModel, Problem
-from ..sde.base import _normal_log_prob
+from ..densities import normal_log_prob
+from ..feynman_kac import ParticleModel, Problem
+from .base import Proposal
 
-__all__ = ["MCGdiffModel"]
+__all__ = ["MCGdiff", "MCGdiffModel"]
+
+
+@dataclass(frozen=True)
+class MCGdiff(Proposal):
+    """The MCGdiff-style locally optimal proposal: any linear operator, any noise level; no options."""
+
+    name = "mcgdiff"
+
+    def build(self, problem: Problem) -> "MCGdiffModel":
+        return MCGdiffModel(problem)
 
 
 class MCGdiffModel(ParticleModel):
@@ -58,18 +71,18 @@ class MCGdiffModel(ParticleModel):
     def _log_twist(self, xbar: Tensor, index: int) -> Tensor:
         pb = self.problem
         alpha, w = self._twist(index)
-        log_g = _normal_log_prob(xbar.double(), (alpha * pb.ybar).double(), w.double())
+        log_g = normal_log_prob(xbar.double(), (alpha * pb.ybar).double(), w.double())
         return torch.where(pb.observed, log_g, torch.zeros_like(log_g)).sum(pb.coef_dims)
 
     def initial(self, generator, shared_generator):
         pb = self.problem
-        b, m = pb.batch, pb.particles
+        b, m = pb.batch, pb.local_particles
         p = pb.prior_var_coef()
         alpha, w = self._twist(0)
         z = pb.noise((b, m, *pb.operator.coef_shape), generator)
         obs_mean, obs_var = p * alpha * pb.ybar / (p + w), p * w / (p + w)
         xbar = torch.where(pb.observed, obs_mean + obs_var.sqrt() * z, p.sqrt() * z)
-        log_z = _normal_log_prob((alpha * pb.ybar).double(), torch.zeros((), dtype=torch.float64, device=pb.y.device), (p + w).double())
+        log_z = normal_log_prob((alpha * pb.ybar).double(), torch.zeros((), dtype=torch.float64, device=pb.y.device), (p + w).double())
         log_z = torch.where(pb.observed, log_z, torch.zeros_like(log_z)).sum(pb.coef_dims)[:, 0]
         return pb.from_coef(xbar), log_z
 
@@ -82,7 +95,7 @@ class MCGdiffModel(ParticleModel):
         pb = self.problem
         alpha, w = self._twist(step.index + 1)
         mean, var = pred["mean"].double(), pred["var"].double()
-        log_next = _normal_log_prob((alpha * pb.ybar).double(), mean, var + w.double())
+        log_next = normal_log_prob((alpha * pb.ybar).double(), mean, var + w.double())
         log_next = torch.where(pb.observed, log_next, torch.zeros_like(log_next)).sum(pb.coef_dims)
         return log_next - self._log_twist(pred["xbar"], step.index)
 

@@ -1,111 +1,129 @@
 r"""Twisted SMC (TDS, Wu et al. 2023): proposals and weights twisted by a Tweedie approximation of p(y | x_t).
 
-The twisting function at grid time t_k approximates the likelihood of the observation given x_k by
-replacing x_0 with Tweedie's denoiser x0_hat(x_k) = (x_k + sigma_k^2 s(x_k, t_k)) / alpha_k:
+**Twist.** At grid time t_k the likelihood of y given x_k is approximated by replacing x_0 with Tweedie's
+denoiser x0_hat(x_k) = (x_k + sigma_k^2 s(x_k, t_k)) / alpha_k:
 
-    log p~_k(y | x_k) = sum_obs log N(y_bar_i; (V^T x0_hat(x_k))_i, r_i + rho_k),
+    log p~_k(y | x_k) = sum_obs log N(y_bar_i; (V^T x0_hat(x_k))_i, r_i + rho_k),     r_i = sigma_y^2 / s_i^2.
 
-with r_i = sigma_y^2 / s_i^2 the observation variance of coefficient i and rho_k the spread of the
-sampler's output given x_k for Gaussian data of variance c^2 (c^2 = ``twist_variance``, default 1; a
-number or one per coefficient). For such data the denoiser is linear, with slope
-J_t = alpha_t c^2 / (alpha_t^2 c^2 + sigma_t^2) in x_t, and the reverse chain from x_k adds to its output
-the variance
+rho_k is the variance the reverse chain adds to its output after t_k for Gaussian data of variance c^2
+(``twist_variance``): the denoiser is then linear with slope J_t = alpha_t c^2 / (alpha_t^2 c^2 + sigma_t^2), and
 
-    rho_k = sum_{j <= k} J_{j-1}^2 v_j          (v_j the variance of reverse step j, J_0 = 1, rho_0 = 0):
+    rho_k = sum_{j <= k} J_{j-1}^2 v_j          (v_j the variance of reverse step j, J_0 = 1, rho_0 = 0).
 
-each step's noise, carried to the output by the denoiser's slope. In continuous time this is the variance
-of x_0 given x_t, c^2 sigma_t^2 / (alpha_t^2 c^2 + sigma_t^2) (the pseudo-inverse-guidance choice),
-which Euler-Maruyama steps reproduce to within 3-40% (more near the data); the exact-in-time ancestral
-kernel adds much less near the data (at 200 steps its rho_1 is a tenth of sigma_1^2), and a twist that
-ignored this would ask the last steps for a spread the chain cannot produce, concentrating the weights
-on a few particles (BENCHMARKS.md, "Effective independent samples"). rho -> c^2 at high noise, which
-covers p(x_0 | x_t)'s spread there, so the guidance stays bounded. c^2 = 1 suits data of unit scale
-(images in [-1, 1]); data on a larger scale need their own variance, or c^2 = inf (slope 1 / alpha_t, no
-scale assumed). Too small a c^2 over-trusts the twist at high noise, where p(x_0 | x_t) is multimodal,
-and sends the particles to few modes (BENCHMARKS.md: on the 25-mode mixture, whose coordinates have
-variance ~130, c^2 = 1 leaves one lineage). :meth:`TwistedModel.log_twist` can be overridden with any
-other twist (an exact one where it is known, as the mixture benchmark does). At t_1 the twist is the
-likelihood under the last reverse step itself, N(y_bar; V^T mu(x_1), v_1 + r), exact for the discretised
-model (:meth:`TwistedModel.log_last_likelihood`), so the last step adds no weight variance.
-Each step moves the particles in two parts. The free (unobserved) coefficients follow the reverse kernel
-N(mu, v) shifted by the twist's gradient (TDS),
+In continuous time this is Var[x_0 | x_t] = c^2 sigma_t^2 / (alpha_t^2 c^2 + sigma_t^2) (pseudo-inverse
+guidance); summing the kernel's own variances instead keeps the twist from asking the last steps for a
+spread the chain cannot produce. c^2 = 1 suits data of unit scale (images in [-1, 1]); c^2 = inf is the
+scale-free slope 1 / alpha_t. Too small a c^2 over-trusts the twist at high noise and collapses the particles
+onto few modes (BENCHMARKS.md, "Mode weights on a 25-mode mixture"). At t_1 the twist is the last reverse step's own
+likelihood N(y_bar; V^T mu(x_1), v_1 + r), exact for the discretised model (:meth:`TwistedModel.log_last_likelihood`).
+:meth:`TwistedModel.log_twist` may be overridden with any other twist.
+
+**Moves.** Free (unobserved) coefficients follow the kernel N(mu, v) shifted by the twist's gradient,
 
     q(x_{k-1} | x_k) = N(mu(x_k) + v grad_x log p~_k(y | x_k), v)        (autograd through the score),
 
-with the shift capped at the size of the step's own noise, ||v grad|| <= sqrt(sum_free v) per particle (an
-imperfect network's Jacobian, amplified by 1/alpha_t at high noise, can otherwise throw particles off the
-data). The observed coefficients take the locally optimal Gaussian move toward the twist at the
-*destination* time t_{k-1}: the twist's own Gaussian model of x_0 given x_s (spread rho_s, and Tweedie
-slope J_s) makes log p~_{k-1} linear-Gaussian in x_bar_{k-1}, anchored at the current x0_hat(x_k) (along the
-exact reverse process the denoiser is a martingale, E[x0_hat(x_{k-1}) | x_k] = x0_hat(x_k)), so per observed
-coefficient
+the shift capped at the step's own noise, ||v grad|| <= sqrt(sum_free v) per particle. Observed coefficients
+take the locally optimal Gaussian move toward the twist at the destination time t_{k-1}, linearised about
+the current denoiser (a martingale along the exact reverse process):
 
     x_bar_{k-1} ~ N(mu + v J (y_bar - x0_hat) / (R + v J^2),  v R / (R + v J^2)),     R = r + rho_{k-1}
 
-(toward t_1, whose twist is the last step's likelihood with mean a x0_hat(x_1) + b x_1: anchor
-a x0_hat + b mu, slope a J + b, R = r + v_1).
+(toward t_1: anchor a x0_hat + b mu, slope a J + b, R = r + v_1, where a x0_hat(x_1) + b x_1 is the last
+step's mean). The last move draws observed coefficients from the kernel times N(y_bar; ., r).
 
-A first-order gradient step uses the twist at t_k instead and cannot follow it where it sharpens
-(rho_t shrinks in proportion to t near the data): in 64-256 dimensions that concentrated the weights
-on a handful of particles in the last steps (BENCHMARKS.md, "Effective independent samples").
-Every move is weighed by  p(x_{k-1} | x_k) p~_{k-1}(y | x_{k-1}) / (q(x_{k-1} | x_k) p~_k(y | x_k)). The last step
-targets the likelihood itself: observed coefficients are drawn from the product of the kernel with
-N(y_bar; ., r) (the point y_bar when sigma_y = 0, as in :mod:`.mcgdiff`) and weighed by N(y_bar; mu, v + r),
-which the twist at t_1 already was; the free ones follow the kernel unshifted.
-The weights use the moves actually made (capped shift, linearised twist), so these choices change the
-variance, not the limit.
-Any twist keeps the limit: the weighted particles converge, as M grows, to the posterior of the
-discretised model given y. The weight of a move is known only after the move, so the loop applies
-it at the next step (before resampling) and once more after the last move.
+**Weights.** Every move is weighed by p(x_{k-1} | x_k) p~_{k-1}(y | x_{k-1}) / (q(x_{k-1} | x_k) p~_k(y | x_k)),
+computed for the move actually made (capped, linearised), so these choices change the variance, not the
+limit: the weighted particles converge, as M grows, to the posterior of the discretised model given y.
+A move's weight is known after it is made, so the loop applies it at the next step and once after the last.
 
-Corrector moves (``corrector_steps > 0``, resample-move rejuvenation): before each move (after the loop
-has resampled), K steps of unadjusted Langevin dynamics at t_k on the free coefficients toward the twisted
-target the weighted particles represent there, p_k(x) p~_k(y | x), observed coefficients held,
+**Correctors** (``corrector_steps = K > 0``): before each move, K unadjusted Langevin steps at t_k on the free
+coefficients toward p_k(x) p~_k(y | x),
 
     c_free <- c_free + eps (V^T (score(x, t_k) + grad_x log p~_k(y | x)))_free + sqrt(2 eps) z,   eps = corrector_size * sigma_k^2,
 
-each followed by a new score and twist at the moved particles (K more network calls, with their backward
-passes, per step). The move's weight then starts from the corrected particle. As for the bootstrap's
-corrector, the moves are not Metropolis-adjusted, so the limit is no longer exactly the discretised
-model's posterior; the bias is measured in BENCHMARKS.md and bounded in ``tests/test_corrector.py``.
+K more network calls and backward passes per step; not Metropolis-adjusted, so the limit carries a small
+bias (BENCHMARKS.md, "Effective independent samples"; bounded in ``tests/test_corrector.py``).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
+from ..densities import normal_log_prob
 from ..dynamics import reverse_step
-from ..particles import ParticleModel, Problem
-from ..sde.base import _normal_log_prob
-from .bootstrap import check_corrector
+from ..feynman_kac import ParticleModel, Problem
+from .base import CORRECTOR_HELP, Proposal, check_corrector
 
-__all__ = ["TwistedModel", "is_default_twist_variance"]
-
-
-def is_default_twist_variance(value: object) -> bool:
-    """Whether ``twist_variance`` was left at its default (the samplers refuse other values for other proposals)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1.0
+__all__ = ["Twisted", "TwistedModel"]
 
 
-def _check_twist_variance(value: float | Tensor, coef_shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """``twist_variance`` as a tensor like ``like`` broadcastable to the coefficient grid, every entry > 0."""
+@dataclass(frozen=True, eq=False)
+class Twisted(Proposal):
+    """TDS's twisted proposal (any noise level; a score that supports autograd); see the module's docs.
+
+    Parameters
+    ----------
+    twist_variance : c^2, the data's variance per observed coefficient (a number, ``float("inf")``, or a
+        tensor broadcastable to the operator's coefficient shape, e.g. ``op.Vt(x_train).var(0)``); sets the
+        twist's spread. 1.0 suits data of unit scale such as images in [-1, 1]; any value keeps the limit in M.
+    corrector_steps : K unadjusted Langevin steps toward the twisted target before each move (K more
+        network calls and backward passes per step; a small bias). Default 0: off.
+    corrector_size : their step, ``corrector_size * sigma(t)^2``, in (0, 2).
+    """
+
+    twist_variance: float | Tensor = field(default=1.0, metadata={
+        "help": "the data's variance per observed coefficient, which sets the twist's spread (default 1.0, for "
+        "images in [-1, 1]; 'inf' for the scale-free sigma_t^2 / alpha_t^2)", "type": float})
+    corrector_steps: int = field(default=0, metadata={"help": CORRECTOR_HELP["corrector_steps"], "type": int})
+    corrector_size: float = field(default=1.0, metadata={"help": CORRECTOR_HELP["corrector_size"], "type": float})
+
+    name = "twisted"
+
+    def __post_init__(self) -> None:
+        check_corrector(self.corrector_steps, self.corrector_size)
+        check_twist_variance(self.twist_variance)
+
+    @property
+    def evaluations_per_step(self) -> int:
+        return 1 + self.corrector_steps
+
+    @property
+    def backward_passes_per_step(self) -> int:
+        return 1 + self.corrector_steps
+
+    def build(self, problem: Problem) -> "TwistedModel":
+        return TwistedModel(problem, self.twist_variance, self.corrector_steps, float(self.corrector_size))
+
+
+def check_twist_variance(value: object) -> None:
+    """A ``ValueError`` unless ``twist_variance`` is a positive number (``inf`` allowed) or a floating-point
+    tensor of positive values."""
     if isinstance(value, Tensor):
-        if not value.is_floating_point() or not bool((value > 0).all()):
+        if not value.is_floating_point() or not bool((value > 0).all()) or bool(value.isnan().any()):
             raise ValueError("twist_variance must be a floating-point tensor of positive values (inf allowed)")
-        try:
-            shape = torch.broadcast_shapes(value.shape, coef_shape)
-        except RuntimeError:
-            shape = None
-        if shape != coef_shape:
-            raise ValueError(
-                f"twist_variance of shape {tuple(value.shape)} does not broadcast to the operator's coefficient "
-                f"shape {coef_shape}"
-            )
-        return value.detach().to(dtype=like.dtype, device=like.device)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or not value > 0:
         raise ValueError(f"twist_variance must be a positive number (or float('inf')) or a tensor, got {value!r}")
-    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+
+
+def _twist_variance_tensor(value: float | Tensor, coef_shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """``twist_variance`` (checked) as a tensor like ``like`` broadcastable to the coefficient grid."""
+    check_twist_variance(value)
+    if not isinstance(value, Tensor):
+        return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+    try:
+        shape = torch.broadcast_shapes(value.shape, coef_shape)
+    except RuntimeError:
+        shape = None
+    if shape != coef_shape:
+        raise ValueError(
+            f"twist_variance of shape {tuple(value.shape)} does not broadcast to the operator's coefficient shape {coef_shape}"
+        )
+    return value.detach().to(dtype=like.dtype, device=like.device)
 
 
 class TwistedModel(ParticleModel):
@@ -119,8 +137,9 @@ class TwistedModel(ParticleModel):
         self, problem: Problem, twist_variance: float | Tensor = 1.0, corrector_steps: int = 0, corrector_size: float = 1.0
     ) -> None:
         super().__init__(problem)
-        self.corrector_steps, self.corrector_size = check_corrector(corrector_steps, corrector_size)
-        self.twist_variance = _check_twist_variance(twist_variance, tuple(problem.operator.coef_shape), problem.y)
+        check_corrector(corrector_steps, corrector_size)
+        self.corrector_steps, self.corrector_size = corrector_steps, float(corrector_size)
+        self.twist_variance = _twist_variance_tensor(twist_variance, tuple(problem.operator.coef_shape), problem.y)
         self._pending: Tensor | None = None  # log p/q of the last move, per current particle
         self._prev_twist: Tensor | None = None  # log p~ at each current particle's parent
         self._last: tuple[Tensor, Tensor, Tensor] | None = None  # see last_kernel
@@ -128,7 +147,7 @@ class TwistedModel(ParticleModel):
 
     def initial(self, generator, shared_generator):
         pb = self.problem
-        b, m = pb.batch, pb.particles
+        b, m = pb.batch, pb.local_particles
         x = pb.sde.prior_sample((b * m, *pb.event_shape), generator=generator, dtype=pb.y.dtype, device=pb.y.device)
         zeros = torch.zeros(b, m, dtype=torch.float64, device=pb.y.device)
         self._pending, self._prev_twist = zeros, zeros
@@ -202,7 +221,7 @@ class TwistedModel(ParticleModel):
         var = pb.r[rows, 0] + rho[0]
         obs = pb.observed[rows, 0]
         # per-coordinate terms in float64 before the sum over coordinates (thousands for an image)
-        log_p = _normal_log_prob(pb.ybar[rows, 0].double(), xbar0.double(), torch.where(obs, var, torch.ones_like(var)).double())
+        log_p = normal_log_prob(pb.ybar[rows, 0].double(), xbar0.double(), torch.where(obs, var, torch.ones_like(var)).double())
         return torch.where(obs, log_p, torch.zeros_like(log_p)).flatten(1).sum(1)
 
     def last_kernel(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -230,7 +249,7 @@ class TwistedModel(ParticleModel):
         mean = a * pb.operator.Vt(pb.sde.tweedie(x, t, score)) + b * pb.operator.Vt(x)
         obs = pb.observed[rows, 0]
         var = pb.r[rows, 0] + v
-        log_p = _normal_log_prob(pb.ybar[rows, 0].double(), mean.double(), torch.where(obs, var, torch.ones_like(var)).double())
+        log_p = normal_log_prob(pb.ybar[rows, 0].double(), mean.double(), torch.where(obs, var, torch.ones_like(var)).double())
         return torch.where(obs, log_p, torch.zeros_like(log_p)).flatten(1).sum(1)
 
     def predict(self, x, step, generator):
@@ -303,7 +322,7 @@ class TwistedModel(ParticleModel):
             obs_mean = torch.where(total > 0, (r * mean + var * ybar) / safe, mean)
             obs_var = torch.where(total > 0, var * r / safe, torch.zeros_like(total))
             xbar = torch.where(obs, obs_mean + obs_var.sqrt() * z, xbar)
-            log_obs = _normal_log_prob(ybar.double(), mean.double(), safe.double())
+            log_obs = normal_log_prob(ybar.double(), mean.double(), safe.double())
             log_ratio = torch.where(obs, log_obs, log_ratio)
         elif self.linearised_observed:  # observed coefficients: locally optimal move toward the linearised twist at t_{k-1}
             # the twist at t_{k-1} as a Gaussian in x_bar_{k-1}: N(y_bar; anchor + slope (x_bar_{k-1} - mu), R)
@@ -317,7 +336,7 @@ class TwistedModel(ParticleModel):
             obs_var = var * big_r / denom
             moved = obs_mean + obs_var.sqrt() * z
             x64 = moved.double()
-            log_obs = _normal_log_prob(x64, mean.double(), var.double()) - _normal_log_prob(x64, obs_mean.double(), obs_var.double())
+            log_obs = normal_log_prob(x64, mean.double(), var.double()) - normal_log_prob(x64, obs_mean.double(), obs_var.double())
             xbar = torch.where(obs, moved, xbar)
             log_ratio = torch.where(obs, log_obs, log_ratio)
         self._pending = log_ratio.sum(pb.coef_dims)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..densities import normal_log_prob
+
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ class SDE(ABC):
     def prior_log_prob(self, x: Tensor, event_dims: int) -> Tensor:
         """Elementwise log density of the prior at ``x`` (not summed)."""
         std = self._expand(self.prior_std(like=x)[None], event_dims)
-        return _normal_log_prob(x, torch.zeros_like(x), std**2)
+        return normal_log_prob(x, torch.zeros_like(x), std**2)
 
     def reverse_kernel(self, x: Tensor, t: Tensor, h: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         r"""Euler-Maruyama step of the reverse SDE from ``t`` to ``t - h`` (eq. 3).
@@ -289,7 +291,3 @@ class SDE(ABC):
             f"{n}={v.item():g}" if v.ndim == 0 else f"{n}=<tensor {tuple(v.shape)}>" for n, v in self._params.items()
         )
         return f"{type(self).__name__}({params}, T={self.T:g}, eps={self.eps:g})"
-
-
-def _normal_log_prob(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    return -0.5 * ((x - mean) ** 2 / var + torch.log(2 * math.pi * var))

@@ -20,7 +20,7 @@ MCGdiff's locally optimal proposal (Cardoso et al. 2024): the weight of a move d
 particle starts, so resampling first spends the particles on the promising starts.
 
 What involves a row's particles together (normalising the weights, the ESS, drawing ancestors,
-reordering particle rows, the output) goes through a :class:`Population`: by default all M particles
+reordering particle rows, the output) goes through a :class:`Placement`: by default all M particles
 live in this process; :mod:`smcdiff.distributed` spreads them over processes with the same loop.
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager
@@ -42,7 +41,7 @@ from .resampling import Resampling, ess, normalize_log_weights, resample
 from .score import ScoreFn
 from .sde import SDE
 
-__all__ = ["WeightedSamples", "StepInfo", "Step", "Problem", "ParticleModel", "Population", "Streams", "run_particles"]
+__all__ = ["WeightedSamples", "StepInfo", "Step", "Problem", "ParticleModel", "Placement", "Streams", "run_particles"]
 
 
 def check_populations(populations: int) -> int:
@@ -111,7 +110,7 @@ class WeightedSamples:
             idx = torch.multinomial(self.weights, k, replacement=True, generator=generator)
         else:
             per_run = self.log_weights.shape[1] // p
-            which = torch.arange(k, device=self.log_weights.device) % p  # (k,) population of each draw
+            which = torch.arange(k, device=self.log_weights.device) % p  # (k,) placement of each draw
             w = self.weights.reshape(b, p, per_run)[:, which]  # (B, k, M / P), each summing to 1 / P
             within = torch.multinomial(w.reshape(b * k, per_run), 1, generator=generator).reshape(b, k)
             idx = which * per_run + within
@@ -144,11 +143,6 @@ class WeightedSamples:
             None if self.lineages is None else self.lineages.reshape(steps, b, p).sum(-1),
             populations=p,
         )
-
-    def resample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """Deprecated name of :meth:`draw` (it returns draws, not ancestor indices like :func:`smcdiff.resample`)."""
-        warnings.warn("WeightedSamples.resample is deprecated; use WeightedSamples.draw", DeprecationWarning, stacklevel=2)
-        return self.draw(k, generator)
 
     @classmethod
     def unweighted(cls, particles: Tensor, steps: int) -> "WeightedSamples":
@@ -205,7 +199,7 @@ class Problem:
     operator: Operator
     y: Tensor
     noise_std: float
-    particles: int
+    local_particles: int  # M in this process (all M unless a sharded placement spreads a row's particles)
     grid: Tensor  # (N + 1,) float64, decreasing
     kernel: Kernel
     chunk_size: int | None
@@ -335,24 +329,24 @@ class ParticleModel(ABC):
         return x
 
 
-# ---- where the particles live: the loop's population-wide steps (the seam of smcdiff.distributed) ----
+# ---- where the particles live: the loop's placement-wide steps (the seam of smcdiff.distributed) ----
 @dataclass(frozen=True)
 class Streams:
-    """The random streams of one run: ``particles`` draws this process's particles (initial draws,
+    """The random streams of one run: ``local`` draws this process's particles (initial draws,
     proposal noise); ``shared`` draws what must be identical wherever a row's particles live (an
     observation trajectory, global resampling uniforms). In one process both are the user's generator."""
 
-    particles: torch.Generator | None
+    local: torch.Generator | None
     shared: torch.Generator | None
 
 
-class Population:
-    """All M particles of every row in this process: the loop's population-wide steps, once.
+class Placement:
+    """All M particles of every row in this process: the loop's placement-wide steps, once.
 
     The loop calls these hooks for everything that involves the particles of a row together
     (normalising the weights, the ESS, drawing ancestors, reordering particle rows, the output); a
     subclass in :mod:`smcdiff.distributed` spreads each row's particles over processes. Log-weights are
-    in the population's own layout (here ``(B, M)``, float64); particles ``x: (B, M_local, *event)``.
+    in the placement's own layout (here ``(B, M)``, float64); particles ``x: (B, M_local, *event)``.
     """
 
     rank: int = 0
@@ -370,7 +364,7 @@ class Population:
         return Streams(generator, generator)
 
     def guard(self) -> ContextManager:
-        """Wraps a run: a sharded population re-raises an error of one process on every process."""
+        """Wraps a run: a sharded placement re-raises an error of one process on every process."""
         return contextlib.nullcontext()
 
     def start(self, b: int, local: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -433,17 +427,17 @@ def run_particles(
     progress: bool = False,
     desc: str = "smc",
     callback: Callable[[StepInfo], None] | None = None,
-    population: Population | None = None,
+    placement: Placement | None = None,
 ) -> WeightedSamples | None:
     """Run ``model`` through the reverse-time grid of its problem; the one SMC loop of the library.
 
     Arguments as in :func:`smcdiff.smc_sample`. Returns :class:`WeightedSamples` whose log-evidence is
     the sum of the initial term and log sum_i w_i G_i over the steps (NaN when the model does not reweight).
-    ``population`` says where the particles live (default: all here, :class:`Population`); a sharded one
-    (:mod:`smcdiff.distributed`) holds ``model.problem.particles`` of each row in this process and returns
+    ``placement`` says where the particles live (default: all here, :class:`Placement`); a sharded one
+    (:mod:`smcdiff.distributed`) holds ``model.problem.local_particles`` of each row in this process and returns
     the output where its ``gather`` says (None on the other processes).
     """
-    pop = Population() if population is None else population
+    pop = Placement() if placement is None else placement
     with pop.guard():
         return _run(model, pop, resampling, ess_threshold, generator, denoise_last, progress, desc, callback)
 
@@ -451,10 +445,10 @@ def run_particles(
 def _run(model, pop, resampling, ess_threshold, generator, denoise_last, progress, desc, callback) -> WeightedSamples | None:
     pb = model.problem
     b, steps, device = pb.batch, pb.steps, pb.y.device
-    n, m = b * pb.particles, pop.total(pb.particles)  # n particles here; M per row in all
+    n, m = b * pb.local_particles, pop.total(pb.local_particles)  # n particles here; M per row in all
     streams = pop.streams(generator, device)
-    x, log_z = model.initial(streams.particles, streams.shared)
-    log_w, identity = pop.start(b, pb.particles, device)
+    x, log_z = model.initial(streams.local, streams.shared)
+    log_w, identity = pop.start(b, pb.local_particles, device)
     ess_hist = torch.full((steps, b), float(m), dtype=torch.float64, device=device)
     resampled_hist = torch.zeros(steps, b, dtype=torch.bool, device=device)
     ancestry: list[tuple[int, Tensor]] = []
@@ -464,7 +458,7 @@ def _run(model, pop, resampling, ess_threshold, generator, denoise_last, progres
 
     for index, (k, t, s, h) in enumerate(time_steps(pb.sde, pb.grid, n, x, progress, desc=desc)):
         step = Step(k, t, s, h, index)
-        pred = model.predict(x, step, streams.particles)
+        pred = model.predict(x, step, streams.local)
         ancestors = identity
         if model.reweights:
             log_w, increment = pop.reweight(log_w, model.log_potential(x, pred, step))
@@ -479,7 +473,7 @@ def _run(model, pop, resampling, ess_threshold, generator, denoise_last, progres
                 ancestors, log_w = pop.resample(log_w, do, resampling, streams, identity)
                 x, pred = pop.select(x, pred, ancestors)
                 ancestry.append((index, ancestors.to(torch.int32)))
-        x = model.move(x, pred, step, streams.particles)
+        x = model.move(x, pred, step, streams.local)
         if callback is not None:
             callback(StepInfo(k - 1, s[0].item(), x, log_w, ess_hist[index], resampled_hist[index], ancestors))
 
