@@ -38,7 +38,7 @@ from .score import ScoreModel
 from .sde import OU, SDE, VE, VP, LogLinearVP, TabulatedVP
 from .smc import smc_sample
 
-__version__ = "0.2.0"
+from .version import __version__  # noqa: E402
 
 __all__ = [
     "SDE",

@@ -61,7 +61,7 @@ def replacement_sample(
     resampling and a NaN ``log_evidence`` (the method estimates none).
     """
     options = check_options(options)
-    unused = options.changed("resampling", "ess_threshold", "populations")
+    unused = options.changed("resampling", "ess_threshold") + (["populations"] if options.runs() != 1 else [])
     if unused:
         raise ValueError(f"options {', '.join(unused)} apply to SMC only; the replacement baseline neither weighs nor resamples")
     check_generator(generator)

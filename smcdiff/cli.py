@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from .version import __version__
 
 __all__ = ["main", "build_parser", "default_threads", "MIN_STEPS"]
 
@@ -43,7 +43,6 @@ from .cli_common import (  # noqa: F401  (re-exported where tests and users look
     _join_option_values,
     _load_model_or_fail,
     _non_negative_float,
-    _non_negative_int,
     _parse_box,
     _Parser,
     _positive,
@@ -219,11 +218,14 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     _threads_option(p)
 
 
-def _populations_option(p: argparse.ArgumentParser, default: int) -> None:
+def _populations_option(p: argparse.ArgumentParser, default: int | None) -> None:
+    from .restore import DEFAULT_POPULATIONS
+
+    shown = DEFAULT_POPULATIONS if default is None else default
     p.add_argument("--populations", type=_positive(int), default=default, metavar="P",
                    help="SMC: P independent runs of --particles each (P times the cost); draw j comes from run j mod P, "
-                        "so P draws share no ancestor (default %(default)s; 1: all draws from one run, which may share "
-                        "one lineage)")
+                        f"so P draws share no ancestor (default {shown}; 1: all draws from one run, which may share "
+                        "one lineage and is not calibrated)")
 
 
 def _proposal_options(p: argparse.ArgumentParser) -> None:
@@ -248,7 +250,7 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("smc", "replacement"), default="smc",
                    help="smc (weighted, exact as the particles grow) or the replacement baseline (default %(default)s)")
     _proposal_options(p)
-    _populations_option(p, default=1)
+    _populations_option(p, default=None)
     p.add_argument("--draws", type=_positive(int), default=4, help="equally weighted draws to show (default %(default)s)")
     p.add_argument("--truth", type=Path, default=None, metavar="GT.png",
                    help="ground truth at the model's size: adds a column and PSNR (a folder of files named as the inputs in batch mode)")

@@ -65,9 +65,13 @@ def _check_task_options(args: argparse.Namespace) -> None:
         given = [f"--{name.replace('_', '-')}" for name in _proposal_values(args)]
         if args.proposal is not None or given:
             raise UserError(f"{(['--proposal'] if args.proposal else given)[0]} applies to --method smc")
-        if args.populations != 1:
+        if args.populations not in (None, 1):
             raise UserError("--populations applies to --method smc (replacement draws are already independent)")
+        args.populations = 1
         return
+    from .restore import DEFAULT_POPULATIONS
+
+    args.populations = DEFAULT_POPULATIONS if args.populations is None else args.populations
     from .proposals import build_proposal
 
     try:

@@ -42,7 +42,8 @@ class RunOptions:
         of a ``torch.distributed`` group, exact global resampling).
     populations : P independent SMC runs of M particles per observation, batched into the same network
         calls (P times the cost), pooled with equal weights; ``draw(k)`` takes draw j from run j mod P, so
-        P draws share no ancestor. Independent runs give independent draws, each with the law of one draw
+        P draws share no ancestor. None (default): the entry point's default, 1 for :func:`smcdiff.smc_sample`
+        and :data:`smcdiff.restore.DEFAULT_POPULATIONS` for :func:`smcdiff.restore` / :func:`smcdiff.inpaint`. Independent runs give independent draws, each with the law of one draw
         from an M-particle run: biased at small M (the bias falls as M grows, not as P grows) but not
         collapsed onto one lineage. See :meth:`smcdiff.WeightedSamples.pool`.
     threads : CPU threads for the run: None (default) follows :func:`smcdiff.threads.default_threads`
@@ -56,7 +57,7 @@ class RunOptions:
     progress: bool = False
     callback: Callback | None = None
     placement: Placement | None = None
-    populations: int = 1
+    populations: int | None = None
     threads: int | str | None = None
 
     def __post_init__(self) -> None:
@@ -73,7 +74,8 @@ class RunOptions:
             raise ValueError(
                 f"placement must be None or a smcdiff Placement (see smcdiff.distributed), got {type(self.placement).__name__}"
             )
-        check_populations(self.populations)
+        if self.populations is not None:
+            check_populations(self.populations)
         check_threads(self.threads)
 
     @property
@@ -85,6 +87,10 @@ class RunOptions:
         """Which of the fields ``names`` differ from their defaults (for samplers that have no use for them)."""
         defaults = RunOptions()
         return [n for n in names if getattr(self, n) != getattr(defaults, n)]
+
+    def runs(self, default: int = 1) -> int:
+        """P, the independent runs per observation: ``populations``, or ``default`` when it is None."""
+        return default if self.populations is None else self.populations
 
     def replace(self, **changes) -> "RunOptions":
         """A copy with ``changes`` (checked again)."""

@@ -29,11 +29,14 @@ from .proposals import Proposal, ProposalName, resolve_proposal
 from .score import ScoreModel
 from .smc import smc_sample
 
-__all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAULT_PARTICLES"]
+__all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAULT_PARTICLES", "DEFAULT_POPULATIONS"]
 
 DEFAULT_STEPS = 250
 DEFAULT_KERNEL: Kernel = "euler"
 DEFAULT_PARTICLES = 32
+DEFAULT_POPULATIONS = 1
+"""Independent SMC runs per observation when ``options.populations`` is None (BENCHMARKS.md, "Calibration
+(simulation-based)": the draws of one run are not calibrated; independent runs are)."""
 DATA_RANGE = (-1.0, 1.0)
 MIN_STEPS = {"euler": 100, "ancestral": 100}
 """Below these step counts :func:`restore` warns (BENCHMARKS.md, "Kernels")."""
@@ -226,6 +229,7 @@ def restore(
     if grid is None and hasattr(score, "time_grid"):
         check_steps(steps)
         grid, steps = score.time_grid(steps), None  # on the model's training timesteps (DiffusersScore)
+    options = options.replace(populations=options.runs(DEFAULT_POPULATIONS if method == "smc" else 1))
     options = _fit_memory(score, y, particles, proposal, options)
     t0 = time.perf_counter()
     common = dict(particles=particles, steps=steps, kernel=kernel, grid=grid, generator=generator,

@@ -154,7 +154,7 @@ def save_result(result: RestoreResult, path: str | Path) -> Path:
         ptr = v.untyped_storage().data_ptr()
         tensors[k] = v.clone() if ptr in seen else v
         seen.add(ptr)
-    from . import __version__
+    from .version import __version__
 
     metadata = {
         "format": FORMAT,

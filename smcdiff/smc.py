@@ -157,7 +157,7 @@ def smc_sample(
     Returns
     -------
     WeightedSamples
-        ``particles (B, P * M, *event_shape)`` for P = ``options.populations``; with a noiseless observation
+        ``particles (B, P * M, *event_shape)`` for P = ``options.populations`` (default 1); with a noiseless observation
         A x equals y exactly on the observed part. ``lineages`` shows how many distinct ancestors the final
         particles have. A sharded placement returns it where its ``gather`` says and None on the other processes.
     """
@@ -166,8 +166,9 @@ def smc_sample(
     proposal = resolve_proposal(proposal, noise_std)
     check_generator(generator)
     placement = options.where
-    if options.populations > 1:
-        y, observation = repeat_rows(y, observation, options.populations)
+    runs = options.runs()
+    if runs > 1:
+        y, observation = repeat_rows(y, observation, runs)
     problem = build_problem(
         score, sde, y, observation, noise_std=noise_std, particles=placement.local_particles(particles), steps=steps,
         grid=grid, kernel=kernel, chunk_size=options.chunk_size,
@@ -179,4 +180,4 @@ def smc_sample(
             denoise_last=denoise_last, progress=options.progress, desc=f"smc ({proposal.name})",
             callback=options.callback, placement=placement,
         )
-    return None if out is None else out.pool(options.populations)
+    return None if out is None else out.pool(runs)

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,37 +21,13 @@ import torch
 from PIL import Image
 
 from smcdiff import cli
-from smcdiff.cli import default_threads, main
+from smcdiff.cli import default_threads
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TINY = ["--particles", "2", "--steps", "3"]
 
 
 # ---- running the command ----
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def smcdiff(capsys):
-    """``smcdiff(*args)``: main(args) in this process; returns the exit status and what it printed."""
-
-    def run(*args: str) -> Run:
-        threads = torch.get_num_threads()
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exit_:  # argparse: --help, --version and argument errors
-            code = exit_.code
-        finally:
-            torch.set_num_threads(threads)
-        out = capsys.readouterr()
-        return Run(code, out.out, out.err)
-
-    return run
 
 
 def console(*args: str, module: bool = False, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:

@@ -137,6 +137,7 @@ def test_cde_sampling_recovers_exact_posterior(gaussian_runs):
     assert kl_to(x.mean(0), torch.cov(x.T), mean, cov) < bound
 
 
+@pytest.mark.slow
 def test_cmde_sampling_error_shrinks_as_sigma_y_max_decreases(gaussian_runs):
     """CDiffE (sigma_y = sigma_x) carries the approximation error; CMDE shrinks it towards CDE."""
     runs, mean, cov = gaussian_runs

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,38 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from smcdiff.cli import main
 
 TINY = ["--particles", "2", "--steps", "3"]
 
 
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
 
 
-@pytest.fixture
-def smcdiff(capsys):
-    """``smcdiff(*args)``: main(args) in this process; returns the exit status and what it printed."""
-
-    def run(*args) -> Run:
-        threads = torch.get_num_threads()
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exit_:
-            code = exit_.code
-        finally:
-            torch.set_num_threads(threads)
-        out = capsys.readouterr()
-        return Run(code, out.out, out.err)
-
-    return run
-
-
-def refused_before_sampling(out: Run, *messages: str) -> None:
+def refused_before_sampling(out, *messages: str) -> None:
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
