@@ -20,7 +20,7 @@ import warnings
 
 import torch
 
-from smcdiff import inpaint
+from smcdiff import RunOptions, inpaint
 from smcdiff.proposals import PROPOSALS
 from smcdiff.classifier import load_digit_classifier
 from smcdiff.data import load_digits_images
@@ -59,6 +59,7 @@ def main() -> None:
                 "digits", images, masks, particles=args.particles, steps=args.steps,
                 generator=torch.Generator().manual_seed(args.seed + 1),
                 proposal=PROPOSALS[args.proposal](corrector_steps=k, corrector_size=size),
+                options=RunOptions(populations=1),  # one run of M, as the figures in BENCHMARKS.md
             )
         seconds = time.perf_counter() - t0
         draws = res.draw(args.draws, torch.Generator().manual_seed(args.seed + 2))

@@ -156,7 +156,7 @@ def inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier) -> li
         g = torch.Generator().manual_seed(args.seed + 2)
         res = inpaint(
             model, x, mask, particles=m, steps=args.smc_steps, method="smc", generator=g,
-            options=RunOptions(chunk_size=args.chunk_size, progress=args.progress),
+            options=RunOptions(chunk_size=args.chunk_size, progress=args.progress, populations=1),
         )
         draws = res.draw(args.samples, g)
         rows.append(
@@ -169,7 +169,7 @@ def inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier) -> li
     g = torch.Generator().manual_seed(args.seed + 3)
     res = inpaint(
         model, x, mask, particles=args.samples, steps=args.smc_steps, method="replacement", generator=g,
-        options=RunOptions(chunk_size=args.chunk_size, progress=args.progress),
+        options=RunOptions(chunk_size=args.chunk_size, progress=args.progress, populations=1),
     )
     rows.append(
         score_rows(
@@ -206,7 +206,7 @@ def noisy_inpainting_rows(x: torch.Tensor, args: argparse.Namespace, classifier)
         g = torch.Generator().manual_seed(args.seed + 2)
         res = inpaint(
             model, measurement, mask, noise_std=args.noise, particles=m, steps=args.smc_steps, kernel=kernel,
-            generator=g, proposal=proposal, options=RunOptions(chunk_size=args.chunk_size, progress=args.progress),
+            generator=g, proposal=proposal, options=RunOptions(chunk_size=args.chunk_size, progress=args.progress, populations=1),
         )
         draws = res.draw(args.samples, g)
         name = f"SMC ({proposal}, {kernel}), M = {m}"
@@ -240,7 +240,7 @@ def super_resolution_rows(x: torch.Tensor, args: argparse.Namespace, classifier)
         g = torch.Generator().manual_seed(args.seed + 2)
         res = restore(
             model, low, Downsample(factor), particles=m, steps=args.smc_steps, kernel=kernel, generator=g,
-            proposal=proposal, options=RunOptions(chunk_size=args.chunk_size, progress=args.progress),
+            proposal=proposal, options=RunOptions(chunk_size=args.chunk_size, progress=args.progress, populations=1),
         )
         draws = res.draw(args.samples, g)
         name = f"SMC ({proposal}, {kernel}), M = {m}"

@@ -51,7 +51,7 @@ from .cli_common import (  # noqa: F401  (re-exported where tests and users look
 )
 from .cli_calibrate import add_calibrate_parser
 from .cli_restore import cmd_inpaint, cmd_restore
-from .restore import MIN_STEPS  # noqa: E402  (one table of step counts for the library and the CLI)
+from .restore import DEFAULT_PARTICLES, DEFAULT_POPULATIONS, MIN_STEPS  # noqa: E402  (the library's defaults)
 
 
 # ---- smcdiff gaussian ----
@@ -200,7 +200,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # ---- the parser ----
-DEMO_PARTICLES, DEMO_POPULATIONS = 8, 4
+DEMO_PARTICLES, DEMO_POPULATIONS = DEFAULT_PARTICLES, DEFAULT_POPULATIONS  # restore's defaults
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
@@ -306,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("smcdiff-demo.png"), help="PNG grid (default %(default)s)")
     p.add_argument("--scale", type=_positive(int), default=None, help="nearest-neighbour upscaling of the grid (default 8)")
     _sampling_options(p)
-    # the demo's 4 draws per digit come from 4 independent runs of 8 particles: as many particles per image as
-    # one run of restore's default 32, but draws that do not share one ancestor
+    # restore's defaults: each of the 4 draws per digit comes from its own independent run (calibrated on the
+    # digits' own prior, where the draws of one run are not; BENCHMARKS.md, "Calibration (simulation-based)")
     p.set_defaults(func=cmd_demo, particles=DEMO_PARTICLES)
 
     p = sub.add_parser(

@@ -33,8 +33,8 @@ __all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAU
 
 DEFAULT_STEPS = 250
 DEFAULT_KERNEL: Kernel = "euler"
-DEFAULT_PARTICLES = 32
-DEFAULT_POPULATIONS = 1
+DEFAULT_PARTICLES = 16
+DEFAULT_POPULATIONS = 4
 """Independent SMC runs per observation when ``options.populations`` is None (BENCHMARKS.md, "Calibration
 (simulation-based)": the draws of one run are not calibrated; independent runs are)."""
 DATA_RANGE = (-1.0, 1.0)
@@ -176,8 +176,8 @@ def restore(
     operator : :mod:`smcdiff.operators` operator (``Downsample(4)``, ``Blur.gaussian(1.0)``, ...) or a
         bool mask (inpainting; y then has the image's shape).
     noise_std : sigma_y >= 0, in the data's units.
-    particles : M, particles (SMC; per independent run with ``options.populations``) or independent samples
-        (replacement) per observation.
+    particles : M, particles per independent SMC run (default 16) or independent samples (replacement) per
+        observation.
     steps : reverse steps (default 250), or ``grid`` for explicit times. A model that offers
         ``time_grid(steps)`` (a :class:`~smcdiff.adapters.DiffusersScore`: its training timesteps) is
         sampled on that grid, so the network is never queried between its training steps.
@@ -193,9 +193,10 @@ def restore(
         the data range into itself (masks, averaging, blurs with a non-negative kernel); turn off for
         models whose data are not images in [-1, 1].
     options : :class:`smcdiff.RunOptions` (resampling, ESS threshold, chunking, progress, callback, placement,
-        independent runs, threads). With ``populations=P`` the result holds P * M particles, each run weighted
-        1 / P, and ``draw(k)`` takes draw j from run j mod P: several *independent* restorations of one
-        observation (one run's draws often share one ancestor, ``weighted.distinct_final()``). When
+        independent runs, threads). SMC runs P = ``populations`` independent runs of M particles, by default
+        :data:`DEFAULT_POPULATIONS` = 4 (one run's draws share few ancestors and fail simulation-based
+        calibration; BENCHMARKS.md, "Calibration (simulation-based)"): the result holds P * M particles, each
+        run weighted 1 / P, and ``draw(k)`` takes draw j from run j mod P. ``populations=1`` is one run. When
         ``chunk_size`` is None and all particles would not fit in memory, they go through the network in
         chunks that fit (a warning says so); a run whose particles alone cannot fit is refused.
     """

@@ -1,7 +1,7 @@
 """CPU threads for sampling: the rule the command line and the Python API share.
 
 Sampling is many small network calls; torch's thread pool on a machine shared with other work can make
-it several times slower than one thread (3-11x on a busy 2-core machine). :func:`default_threads` is the
+it several times slower than one thread (BENCHMARKS.md, "Speed"). :func:`default_threads` is the
 count both use unless told otherwise, and :func:`torch_threads` applies a count for the length of a call
 and restores the caller's afterwards.
 """

@@ -22,6 +22,7 @@ from PIL import Image
 
 from smcdiff import cli
 from smcdiff.cli import default_threads
+from smcdiff.restore import DEFAULT_PARTICLES, DEFAULT_POPULATIONS
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TINY = ["--particles", "2", "--steps", "3"]
@@ -116,11 +117,10 @@ def test_help_everywhere(smcdiff, command):
 @pytest.mark.parametrize("command", ["demo", "inpaint", "restore"])
 def test_help_shows_the_defaults_of_particles_steps_and_seed(smcdiff, command):
     text = " ".join(smcdiff(command, "--help").stdout.split())
-    particles = "(default 8)" if command == "demo" else "(default 32)"
+    particles = f"(default {DEFAULT_PARTICLES})"
     for phrase in (f"per run with --populations {particles}", "reverse steps (default 250)", "random seed (default 0)"):
         assert phrase in text
-    if command == "demo":
-        assert "share no ancestor (default 4;" in text
+    assert f"share no ancestor (default {DEFAULT_POPULATIONS};" in text
 
 
 def test_gaussian_help_says_what_the_example_is(smcdiff):
@@ -219,7 +219,7 @@ def test_save_keeps_a_run_that_load_result_reads(smcdiff, files, tmp_path, save)
     assert out.returncode == 0, out.stderr
     res = load_result(tmp_path / (save if "." in save else save + ".npz"))
     assert isinstance(res.operator, Downsample) and res.operator.factor == 4
-    assert res.samples.shape == (1, 2, 1, 8, 8) and res.weighted.lineages.shape == (3, 1)
+    assert res.samples.shape == (1, 2 * DEFAULT_POPULATIONS, 1, 8, 8) and res.weighted.lineages.shape == (3, 1)
     assert res.settings["seed"] == 7 and res.settings["task"] == "sr" and res.settings["model"] == "digits"
     assert res.method == "smc" and res.proposal == "bootstrap"
 

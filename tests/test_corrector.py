@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from smcdiff import VP, Bootstrap, GaussianScore, Twisted, gaussian_posterior, restore, smc_sample
+from smcdiff import VP, Bootstrap, GaussianScore, RunOptions, Twisted, gaussian_posterior, restore, smc_sample
 from smcdiff.proposals import PROPOSALS
 from smcdiff.operators import Dense
 
@@ -117,7 +117,7 @@ def test_restore_counts_the_corrector_evaluations_and_refuses_it_for_replacement
     with pytest.warns(UserWarning, match="steps"):
         res = restore(
             "digits", image, mask, particles=2, steps=3, generator=torch.Generator().manual_seed(0),
-            proposal=Bootstrap(corrector_steps=1),
+            proposal=Bootstrap(corrector_steps=1), options=RunOptions(populations=1),
         )
     assert res.model_evaluations == 2 * 3 * 2 and res.settings["proposal_options"]["corrector_steps"] == 1
     with pytest.raises(ValueError, match="proposal applies to method='smc'"):

@@ -11,6 +11,7 @@ from smcdiff import RunOptions, inpaint
 from smcdiff.adapters import DiffusersScore
 from smcdiff.data import load_digits_images
 from smcdiff.models import load_model
+from smcdiff.restore import DEFAULT_POPULATIONS
 from smcdiff.masks import box_mask, random_square_masks
 
 STEPS = 6
@@ -36,10 +37,11 @@ def test_inpaint_end_to_end_keeps_the_observed_pixels(digits, method):
     images, masks = digits
     res = inpaint("digits", images, masks, particles=PARTICLES, steps=STEPS, method=method,
                   generator=torch.Generator().manual_seed(1))
-    assert res.samples.shape == (3, PARTICLES, 1, 8, 8)
-    assert res.log_weights.shape == (3, PARTICLES)
+    runs = DEFAULT_POPULATIONS if method == "smc" else 1  # independent SMC runs by default
+    assert res.samples.shape == (3, runs * PARTICLES, 1, 8, 8)
+    assert res.log_weights.shape == (3, runs * PARTICLES)
     assert torch.isfinite(res.samples).all()
-    assert res.model_evaluations == 3 * PARTICLES * STEPS
+    assert res.model_evaluations == 3 * runs * PARTICLES * STEPS
     observed = masks[:, None].expand_as(res.samples)
     given = images[:, None].expand_as(res.samples)
     assert torch.equal(res.samples[observed], given[observed])
@@ -71,8 +73,8 @@ def test_inpaint_accepts_a_single_image_and_a_2d_mask(digits):
     images, _ = digits
     mask = box_mask(8, 8, (2, 2, 4, 4))[0, 0]
     res = inpaint("digits", images[0], mask, particles=3, steps=STEPS, generator=torch.Generator().manual_seed(4))
-    assert res.samples.shape == (1, 3, 1, 8, 8)
-    assert torch.equal(res.samples[0, :, :, :2], images[:1, :, :2].expand(3, -1, -1, -1))
+    assert res.samples.shape == (1, 3 * DEFAULT_POPULATIONS, 1, 8, 8)
+    assert torch.equal(res.samples[0, :, :, :2], images[:1, :, :2].expand(3 * DEFAULT_POPULATIONS, -1, -1, -1))
 
 
 def test_chunked_network_calls_do_not_change_the_result(digits):

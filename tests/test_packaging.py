@@ -24,3 +24,15 @@ def test_every_package_folder_ships_in_the_wheel():
 
 def test_the_version_is_the_same_everywhere():
     assert _config()["project"]["version"] == smcdiff.__version__
+
+
+def test_python_m_smcdiff_runs_the_command(monkeypatch, capsys):
+    import runpy
+    import sys
+
+    import pytest
+
+    monkeypatch.setattr(sys, "argv", ["smcdiff", "--version"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("smcdiff", run_name="__main__")
+    assert exit_.value.code == 0 and smcdiff.__version__ in capsys.readouterr().out
