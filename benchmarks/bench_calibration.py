@@ -78,14 +78,14 @@ def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
 def unobserved_coverage(path: Path, task: str) -> dict[float, float] | None:
     """Coverage of central 50 / 90 % intervals over the unobserved pixels only (inpainting tasks), from saved ranks."""
     from smcdiff.calibration import load_sbc
-    from smcdiff.calibration.result import _interval_coverage
+    from smcdiff.calibration.result import interval_coverage
 
     if not task.startswith("inpaint") or not path.is_file():
         return None
     res = load_sbc(path)
     hidden = ~TASKS[task][0]().mask.flatten()
     cols = [i for i, n in enumerate(res.names) if n.startswith("x[") and bool(hidden[int(n[2:-1])])]
-    return {q: float(_interval_coverage(res.ranks[:, cols], res.draws, q).mean()) for q in (0.5, 0.9)}
+    return {q: float(interval_coverage(res.ranks[:, cols], res.draws, q).mean()) for q in (0.5, 0.9)}
 
 
 def report(lines: Path, ranks: Path | None) -> None:

@@ -27,7 +27,9 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["SBCResult", "load_sbc", "statistic_group"]
+from .bands import _check_level, ecdf_bands, ecdf_counts, evaluation_indices
+
+__all__ = ["SBCResult", "load_sbc", "statistic_group", "interval_coverage"]
 
 _FORMAT = "smcdiff.sbc/1"
 _MAX_BINS = 10
@@ -50,13 +52,7 @@ def _check_levels(levels) -> tuple[float, ...]:
     return tuple(float(q) for q in levels)
 
 
-def _check_level(level) -> float:
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
-    return float(level)
-
-
-def _interval_coverage(ranks: np.ndarray, draws: int, q: float) -> np.ndarray:
+def interval_coverage(ranks: np.ndarray, draws: int, q: float) -> np.ndarray:
     """Fraction of each rank's PIT interval inside the central interval of level q (same shape as ranks)."""
     a, b = 0.5 - q / 2, 0.5 + q / 2
     lo, hi = ranks / (draws + 1), (ranks + 1) / (draws + 1)
@@ -175,11 +171,11 @@ class SBCResult:
         (or those of one ``group``: ``"coordinates"``, ``"directions"``, ``"fit"``); exactly ``level`` in
         expectation under calibration."""
         ranks = self._select(group)
-        return {q: float(_interval_coverage(ranks, self.draws, q).mean()) for q in _check_levels(levels)}
+        return {q: float(interval_coverage(ranks, self.draws, q).mean()) for q in _check_levels(levels)}
 
     def coverage_se(self, level: float = _COVERAGE_LEVEL, *, group: str | None = None) -> float:
         """Monte Carlo standard error of :meth:`coverage` at ``level``, from its per-problem means (problems are independent)."""
-        per_problem = _interval_coverage(self._select(group), self.draws, _check_level(level)).mean(1)
+        per_problem = interval_coverage(self._select(group), self.draws, _check_level(level)).mean(1)
         return float(per_problem.std(ddof=1) / np.sqrt(len(per_problem))) if len(per_problem) > 1 else float("nan")
 
     def dispersion(self, level: float = 0.01) -> str:
@@ -206,7 +202,6 @@ class SBCResult:
 
     def inside_bands(self, level: float = 0.95) -> np.ndarray:
         """Whether each statistic's rank ECDF stays inside the simultaneous ``level`` band, ``(S,)`` bool."""
-        from .bands import ecdf_bands, ecdf_counts, evaluation_indices
 
         z, lower, upper = ecdf_bands(self.n_problems, self.draws, level=level)
         diff = ecdf_counts(self.ranks, evaluation_indices(self.n_problems, self.draws)) / self.n_problems - z
