@@ -61,7 +61,8 @@ SCHEDULER_CONFIG = dict(
 )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, **defaults) -> argparse.Namespace:
+    """The training options; ``defaults`` overrides the digits defaults (``examples/train_mnist.py``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=15000, help="optimiser steps in total")
     p.add_argument("--batch-size", type=int, default=128)
@@ -76,16 +77,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    p.set_defaults(**defaults)
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def train_unet(args: argparse.Namespace, data: torch.Tensor, unet_config: dict, desc: str) -> None:
+    """Train a ``UNet2DModel(**unet_config)`` on ``data`` (N, C, H, W) in [-1, 1] with the DDPM loss and
+    save its EMA weights and the scheduler to ``args.out`` (the diffusers layout of the module docstring)."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-
-    data = load_digits_images("train").to(device)
+    data = data.to(device)
     scheduler = DDPMScheduler(**SCHEDULER_CONFIG)
     abar = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
 
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     # forked RNG scope so that the caller's global state is left untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        model = UNet2DModel(**UNET_CONFIG).to(device)
+        model = UNet2DModel(**unet_config).to(device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"UNet2DModel: {n_params:,} parameters; {len(data)} training images")
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
 
     result = fit(
         model, loss_fn, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-        schedule="cosine", ema_decay=args.ema_decay, clipped=[model], generator=gen, desc="train digits",
+        schedule="cosine", ema_decay=args.ema_decay, clipped=[model], generator=gen, desc=desc,
         state_dir=args.checkpoint_dir, resume=args.resume, meta=dict(args={k: str(v) for k, v in vars(args).items()}),
         checkpoint=report, checkpoint_every=args.checkpoint_every,
     )
@@ -127,6 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     result.model.save_pretrained(args.out / "unet", safe_serialization=True)
     scheduler.save_pretrained(args.out / "scheduler")
     print(f"saved EMA weights to {args.out / 'unet'} and scheduler to {args.out / 'scheduler'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    train_unet(args, load_digits_images("train"), UNET_CONFIG, "train digits")
 
 
 if __name__ == "__main__":

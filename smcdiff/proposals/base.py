@@ -32,6 +32,8 @@ class Proposal(ABC):
     """The registered name (``proposal="..."`` in the API, ``--proposal`` in the CLI)."""
     noiseless_only: ClassVar[bool] = False
     """True for proposals that need ``noise_std == 0``."""
+    any_likelihood: ClassVar[bool] = False
+    """True for proposals that condition on any :class:`~smcdiff.likelihoods.Likelihood`, not only y = A x + noise."""
 
     @abstractmethod
     def build(self, problem: Problem) -> ParticleModel:

@@ -36,6 +36,11 @@ computed for the move actually made (capped, linearised), so these choices chang
 limit: the weighted particles converge, as M grows, to the posterior of the discretised model given y.
 A move's weight is known after it is made, so the loop applies it at the next step and once after the last.
 
+**Any likelihood** (:mod:`smcdiff.likelihoods`; :class:`LikelihoodTwistedModel`): nothing is observed
+coordinate-wise, so every coordinate takes the capped gradient move, the last one included; the twist is the
+likelihood's own ``log_twist(y, x0_hat(x_k), rho_k)`` (at t_1: at the last step's mean a x0_hat + b x_1 with
+its variance v_1), and the last weight carries log p(y | x_0) itself, which keeps the same limit.
+
 **Correctors** (``corrector_steps = K > 0``): before each move, K unadjusted Langevin steps at t_k on the free
 coefficients toward p_k(x) p~_k(y | x),
 
@@ -58,7 +63,7 @@ from ..dynamics import reverse_step
 from ..feynman_kac import ParticleModel, Problem
 from .base import CORRECTOR_HELP, Proposal, check_corrector
 
-__all__ = ["Twisted", "TwistedModel"]
+__all__ = ["Twisted", "TwistedModel", "LikelihoodTwistedModel"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,6 +87,7 @@ class Twisted(Proposal):
     corrector_size: float = field(default=1.0, metadata={"help": CORRECTOR_HELP["corrector_size"], "type": float})
 
     name = "twisted"
+    any_likelihood = True
 
     def __post_init__(self) -> None:
         check_corrector(self.corrector_steps, self.corrector_size)
@@ -96,7 +102,8 @@ class Twisted(Proposal):
         return 1 + self.corrector_steps
 
     def build(self, problem: Problem) -> "TwistedModel":
-        return TwistedModel(problem, self.twist_variance, self.corrector_steps, float(self.corrector_size))
+        model = TwistedModel if problem.likelihood is None else LikelihoodTwistedModel
+        return model(problem, self.twist_variance, self.corrector_steps, float(self.corrector_size))
 
 
 def check_twist_variance(value: object) -> None:
@@ -351,3 +358,58 @@ class TwistedModel(ParticleModel):
         if pb.noise_std > 0:
             return x
         return pb.from_coef(torch.where(pb.observed, pb.ybar, pb.to_coef(x)))
+
+
+class LikelihoodTwistedModel(TwistedModel):
+    """The twisted model for any :class:`~smcdiff.likelihoods.Likelihood` (``problem.likelihood``); see the
+    module's docs. The problem's operator observes nothing, so the coefficients are x's coordinates."""
+
+    linearised_observed = False
+
+    def _checked(self, value: Tensor, n: int, what: str) -> Tensor:
+        if not isinstance(value, Tensor) or value.shape != (n,):
+            raise ValueError(f"the likelihood's {what} must return one value per row, ({n},); got "
+                             f"{tuple(getattr(value, 'shape', ()))}")
+        return value.double()
+
+    def log_twist(self, x: Tensor, t: Tensor, score: Tensor, rows: Tensor) -> Tensor:
+        pb = self.problem
+        rho, _ = self.spread(float(t[0]))
+        value = pb.likelihood.log_twist(pb.target[rows], pb.sde.tweedie(x, t, score), rho[0])
+        return self._checked(value, x.shape[0], "log_twist")
+
+    def log_last_likelihood(self, x: Tensor, t: Tensor, score: Tensor, rows: Tensor) -> Tensor:
+        pb = self.problem
+        a, b, v = (u[0] for u in self.last_kernel())
+        mean = a * pb.sde.tweedie(x, t, score) + b * x
+        return self._checked(pb.likelihood.log_twist(pb.target[rows], mean, v), x.shape[0], "log_twist")
+
+    def _log_likelihood(self, x: Tensor) -> Tensor:
+        """log p(y | x_0) per particle ``(B, M)`` float64, through the likelihood in chunks of ``chunk_size``."""
+        pb = self.problem
+        b, m = x.shape[:2]
+        flat = x.reshape(b * m, *pb.event_shape)
+        rows = torch.arange(b, device=x.device).repeat_interleave(m)
+        size = b * m if pb.chunk_size is None else pb.chunk_size
+        parts = [self._checked(pb.likelihood.log_prob(pb.target[r], xc), xc.shape[0], "log_prob")
+                 for xc, r in zip(flat.split(size), rows.split(size))]
+        log_p = torch.cat(parts).view(b, m)
+        if bool(torch.isnan(log_p).any()) or bool((log_p == math.inf).any()):
+            raise ValueError("the likelihood's log_prob returned NaN or +inf at the final particles")
+        return log_p
+
+    def move(self, x, pred, step, generator):
+        pb = self.problem
+        for _ in range(self.corrector_steps):
+            x, pred = self._langevin(x, pred, step, generator)
+        mean = pred["mean"]
+        var = torch.broadcast_to(pred["var"], mean.shape)
+        z = pb.noise(mean.shape, generator)
+        grad = self._capped(pred["grad"], var, torch.ones_like(pb.observed).expand_as(mean))
+        moved = pb.from_coef(mean + var * grad + var.sqrt() * z)
+        # log N(x'; mu, v) - log N(x'; mu + v g, v) = -(v g^2 / 2 + sqrt(v) g z), per coordinate
+        self._pending = (-(0.5 * var * grad**2 + var.sqrt() * grad * z).double()).sum(pb.coef_dims)
+        if step.last:  # the likelihood itself at x_0
+            self._pending = self._pending + self._log_likelihood(moved)
+        self._prev_twist = pred["log_twist"]
+        return moved
