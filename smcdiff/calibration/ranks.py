@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..likelihoods import Likelihood
 from ..operators import Mask, Operator
 from .result import SBCResult
 from .simulate import check_generator, resolve_operator
@@ -85,10 +86,13 @@ def _rows(op: Operator, start: int, stop: int) -> Operator:
     raise ValueError("operator: an operator with a different matrix per problem is supported only as a mask")
 
 
-def _fit(op: Operator, x: Tensor, y: Tensor) -> Tensor:
-    """||A x - y||^2: ``x (b, m, *event)``, ``y (b, *obs)`` -> ``(b, m)``."""
+def _fit(op: Operator | Likelihood, x: Tensor, y: Tensor) -> Tensor:
+    """||A x - y||^2, or -log p(y | x) for a likelihood: ``x (b, m, *event)``, ``y (b, *obs)`` -> ``(b, m)``."""
     b, m = x.shape[:2]
     flat = x.reshape(b * m, *x.shape[2:])
+    if isinstance(op, Likelihood):
+        with torch.no_grad():
+            return -op.log_prob(y.repeat_interleave(m, 0), flat).reshape(b, m).to(x.dtype)
     if isinstance(op, Mask) and op.per_row:
         op = Mask(op.mask.to(x.device).repeat_interleave(m, 0), per_row=True)
     resid = op.A(flat).reshape(b, m, *y.shape[1:]) - y[:, None].to(x.dtype)
@@ -155,11 +159,11 @@ def sbc(
         (e.g. by :func:`simulate_problems`).
     y : (R, *observation_shape) their observations.
     draws : L, the number of draws the sampler returns per problem.
-    operator : :class:`smcdiff.operators.Operator` or bool mask (as in :func:`simulate_problems`); needed
-        for the ``"fit"`` statistic.
+    operator : :class:`smcdiff.operators.Operator` or bool mask (as in :func:`simulate_problems`), or a
+        :class:`~smcdiff.likelihoods.Likelihood`; needed for the ``"fit"`` statistic.
     statistics : any of ``"coordinates"`` (every coordinate of x, flattened; names ``"x[i]"``),
         ``"directions"`` (u_k . x for ``directions`` random unit vectors u_k; names ``"u{k}"``), ``"fit"``
-        (the data fit ||A x - y||^2; name ``"fit"``).
+        (the data fit ||A x - y||^2, or -log p(y | x) for a likelihood; name ``"fit"``).
     directions : K, the number of random directions, drawn once from ``generator``.
     batch_size : at most this many problems per sampler call (default: all at once).
     generator : torch.Generator, optional; draws the directions and the tie-breaking uniforms.
@@ -182,7 +186,9 @@ def sbc(
         raise ValueError("sampler must be callable as sampler(y_batch) -> (b, L, *event_shape)")
     if not isinstance(x_star, Tensor) or x_star.ndim < 2 or not x_star.is_floating_point():
         raise ValueError("x_star must be a floating-point tensor of shape (R, *event_shape)")
-    if not isinstance(y, Tensor) or y.ndim < 2 or not y.is_floating_point():
+    if isinstance(operator, Likelihood):
+        operator.check_y(y)
+    elif not isinstance(y, Tensor) or y.ndim < 2 or not y.is_floating_point():
         raise ValueError("y must be a floating-point tensor of shape (R, *observation_shape)")
     if y.shape[0] != x_star.shape[0]:
         raise ValueError(f"y has {y.shape[0]} problems but x_star has {x_star.shape[0]}")
@@ -196,7 +202,9 @@ def sbc(
     n, event_shape = x_star.shape[0], tuple(x_star.shape[1:])
     dim = math.prod(event_shape)
     op = None
-    if operator is not None:
+    if isinstance(operator, Likelihood):
+        op = operator
+    elif operator is not None:
         op = resolve_operator(operator, event_shape, n)
         if tuple(op.out_shape) != tuple(y.shape[1:]):
             raise ValueError(f"y has observation shape {tuple(y.shape[1:])} but the operator produces {tuple(op.out_shape)}")
@@ -214,7 +222,7 @@ def sbc(
         d = _check_draws(sampler(yb), (stop - start, draws, *event_shape)).to(x_star.device)
         dtype = torch.promote_types(d.dtype, x_star.dtype)
         d, xb = d.to(dtype), xb.to(dtype)
-        opb = None if op is None else _rows(op, start, stop)
+        opb = op if op is None or isinstance(op, Likelihood) else _rows(op, start, stop)
         truth = _statistics(xb[:, None], yb, opb, which, u)[:, 0]
         ranks.append(compute_ranks(truth, _statistics(d, yb, opb, which, u), generator=generator))
         sq_err = sq_err + (d.mean(1) - xb).reshape(stop - start, -1).square().to(torch.float64).mean(1).sum()

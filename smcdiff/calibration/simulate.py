@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..dynamics import Kernel, check_generator, check_noise_std
+from ..likelihoods import GaussianLinear, Likelihood
 from ..operators import Mask, Operator
 from ..sampling import sample
 from ..score import ScoreFn
@@ -102,7 +103,7 @@ def simulate_problems(
     """Draw ``n`` calibration problems (x*, y) from the model's discretised prior.
 
     x* is the output of the reverse chain, :func:`smcdiff.sample` with ``method="sde"`` on the same
-    grid a conditional sampler would use; y = A x* + noise_std * eps, eps ~ N(0, I).
+    grid a conditional sampler would use; y = A x* + noise_std * eps, eps ~ N(0, I), or y ~ p(y | x*) for a likelihood.
 
     Parameters
     ----------
@@ -110,8 +111,9 @@ def simulate_problems(
         dtype and device are the defaults below.
     sde : the forward SDE of the model.
     operator : :class:`smcdiff.operators.Operator`, or a bool mask broadcastable to ``event_shape``
-        (or to ``(n, *event_shape)``: a mask per problem); True = observed.
-    noise_std : sigma_y >= 0.
+        (or to ``(n, *event_shape)``: a mask per problem); True = observed. Or a
+        :class:`~smcdiff.likelihoods.Likelihood` with a ``sample`` method: then y ~ p(y | x*) from it.
+    noise_std : sigma_y >= 0 (0 with a likelihood, which carries its own noise).
     n : number of problems.
     steps, grid : the reverse grid. As in :func:`smcdiff.restore`: ``grid`` wins; otherwise a score with a
         ``time_grid(steps)`` method (a diffusers adapter) is sampled on ``score.time_grid(steps or 250)``;
@@ -133,8 +135,15 @@ def simulate_problems(
     check_generator(generator)
     if not isinstance(sde, SDE):
         raise ValueError(f"sde must be an smcdiff SDE, got {type(sde).__name__}")
-    event_shape = _event_shape(score, event_shape)
-    op = resolve_operator(operator, event_shape, n)
+    if isinstance(operator, GaussianLinear):
+        if noise_std not in (0.0, operator.noise_std):
+            raise ValueError(f"noise_std={noise_std:g} contradicts the observation's own noise_std={operator.noise_std:g}")
+        operator, noise_std = operator.operator, operator.noise_std
+    likelihood = operator if isinstance(operator, Likelihood) else None
+    if likelihood is not None and noise_std != 0:
+        raise ValueError("noise_std belongs to the likelihood's own definition; pass 0 with a Likelihood")
+    event_shape = _event_shape(score, event_shape if likelihood is None else (event_shape or likelihood.event_shape))
+    op = None if likelihood is not None else resolve_operator(operator, event_shape, n)
     dtype, device = _placement(score, dtype, device)
     if grid is None and hasattr(score, "time_grid"):
         grid, steps = score.time_grid(DEFAULT_STEPS if steps is None else steps), None  # the model's training steps
@@ -144,6 +153,8 @@ def simulate_problems(
         score, sde, (n, *event_shape), steps=steps, grid=grid, kernel=kernel, generator=generator,
         chunk_size=chunk_size, progress=progress, dtype=dtype, device=device,
     )
+    if likelihood is not None:
+        return x_star, likelihood.sample(x_star, generator)
     y = op.A(x_star)
     if noise_std > 0:
         y = y + noise_std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
