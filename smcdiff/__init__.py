@@ -10,14 +10,17 @@ See the README for an overview. Public names:
 - proposals, each owning its options: :class:`Bootstrap`, :class:`MCGdiff`, :class:`Twisted` (or their names);
   run-level options: :class:`RunOptions`
 - observation operators: :mod:`smcdiff.operators` (``Mask``, ``Downsample``, ``Blur``, ``Grayscale``, ``Dense``)
-- user surface: :func:`restore` (any operator), :func:`inpaint` (a mask), :class:`RestoreResult`,
-  :func:`load_model` (shipped models by name, directories, hub ids)
+- likelihoods: :mod:`smcdiff.likelihoods` (``Likelihood``, ``Classifier``, ``GaussianNonlinear``, ``Quantised``,
+  ``GaussianLinear``), any log p(y | x_0) for the twisted proposal
+- user surface: :func:`restore` (any operator or likelihood), :func:`inpaint` (a mask), :func:`generate` (a class,
+  with a classifier), :class:`RestoreResult`, :func:`load_model` (shipped models by name, directories, hub ids)
 """
 
-from . import operators
+from . import likelihoods, operators
 from .baselines import replacement_sample
 from .dynamics import observation_trajectory
 from .feynman_kac import StepInfo, WeightedSamples
+from .generate import generate
 from .inpaint import InpaintResult, inpaint
 from .models import load_model
 from .options import RunOptions
@@ -73,5 +76,7 @@ __all__ = [
     "linear_gaussian_posterior",
     "linear_gaussian_mixture_posterior",
     "operators",
+    "likelihoods",
+    "generate",
     "load_model",
 ]

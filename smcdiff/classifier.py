@@ -29,6 +29,8 @@ from .persistence import Pretrained
 __all__ = ["DigitClassifier", "DigitClassifierConfig", "load_digit_classifier", "save_digit_classifier"]
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets" / "classifier"
+SHIPPED_CLASSIFIERS = {"digits": ASSET_DIR, "mnist": ASSET_DIR.parent / "mnist_classifier"}
+"""The classifier shipped with each shipped model, by the model's name."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,14 @@ class DigitClassifierConfig:
         F, the width of the penultimate layer returned by :meth:`DigitClassifier.features`.
     num_classes : int
         Number of output logits.
+    image_size : int
+        Height and width of the (square, one-channel) input: 8 for the digits, 28 for MNIST; a multiple of 4.
     """
 
     channels: tuple[int, int] = (32, 64)
     feature_dim: int = 64
     num_classes: int = 10
+    image_size: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -57,6 +62,8 @@ class DigitClassifierConfig:
             raise ValueError(f"feature_dim must be positive; got {self.feature_dim}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2; got {self.num_classes}")
+        if self.image_size < 4 or self.image_size % 4:
+            raise ValueError(f"image_size must be a positive multiple of 4; got {self.image_size}")
 
     def to_dict(self) -> dict:
         """The constructor's arguments as JSON values."""
@@ -66,7 +73,7 @@ class DigitClassifierConfig:
 
 
 class DigitClassifier(nn.Module, Pretrained):
-    """CNN classifier of 8x8 digit images.
+    """CNN classifier of square grey digit images (8x8 digits or 28x28 MNIST; ``config.image_size``).
 
     Parameters
     ----------
@@ -92,22 +99,22 @@ class DigitClassifier(nn.Module, Pretrained):
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(4 * c2, f),
+            nn.Linear((self.config.image_size // 4) ** 2 * c2, f),
             nn.SiLU(),
         )
         self.head = nn.Linear(f, self.config.num_classes)
 
-    @staticmethod
-    def _check(x: torch.Tensor) -> None:
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
-            raise ValueError(f"x must have shape (N, 1, 8, 8); got {tuple(x.shape)}")
+    def _check(self, x: torch.Tensor) -> None:
+        n = self.config.image_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, n, n):
+            raise ValueError(f"x must have shape (N, 1, {n}, {n}); got {tuple(x.shape)}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer activations.
 
         Parameters
         ----------
-        x : torch.Tensor, shape (N, 1, 8, 8)
+        x : torch.Tensor, shape (N, 1, S, S)
             Images in [-1, 1].
 
         Returns
@@ -123,7 +130,7 @@ class DigitClassifier(nn.Module, Pretrained):
 
         Parameters
         ----------
-        x : torch.Tensor, shape (N, 1, 8, 8)
+        x : torch.Tensor, shape (N, 1, S, S)
             Images in [-1, 1].
 
         Returns

@@ -1,4 +1,5 @@
-"""The ``smcdiff`` command (also ``python -m smcdiff``): ``demo``, ``restore``, ``inpaint``, ``calibrate`` and ``gaussian``.
+"""The ``smcdiff`` command (also ``python -m smcdiff``): ``demo``, ``restore``, ``inpaint``, ``generate``, ``calibrate``
+and ``gaussian``.
 
 User errors (a missing file, an image the model cannot take, a mask of the wrong size, a bad box or
 argument) print one line to stderr and exit with status 2, before any long work where they can be
@@ -50,6 +51,7 @@ from .cli_common import (  # noqa: F401  (re-exported where tests and users look
     default_threads,
 )
 from .cli_calibrate import add_calibrate_parser
+from .cli_generate import add_generate_parser
 from .cli_restore import cmd_inpaint, cmd_restore
 from .restore import DEFAULT_PARTICLES, DEFAULT_POPULATIONS, MIN_STEPS  # noqa: E402  (the library's defaults)
 
@@ -348,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inpaint)
 
     add_calibrate_parser(sub, _sampling_options, _proposal_options)
+    add_generate_parser(sub, _sampling_options, _populations_option)
     return parser
 
 

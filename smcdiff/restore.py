@@ -21,13 +21,14 @@ from torch import Tensor
 from .baselines import replacement_sample
 from .dynamics import Kernel, check_generator, check_noise_std, check_steps
 from .feynman_kac import WeightedSamples
+from .likelihoods import Likelihood
 from .memory import plan_chunk_size
 from .models import load_model
 from .operators import Mask, Operator, as_operator
 from .options import RunOptions, check_options
 from .proposals import Proposal, ProposalName, resolve_proposal
 from .score import ScoreModel
-from .smc import smc_sample
+from .smc import check_proposal_observation, linear_observation, smc_sample
 
 __all__ = ["restore", "RestoreResult", "DEFAULT_STEPS", "DEFAULT_KERNEL", "DEFAULT_PARTICLES", "DEFAULT_POPULATIONS"]
 
@@ -52,7 +53,8 @@ class RestoreResult:
         with ``populations=P``, run by run.
     log_weights : (B, M) or (B, P * M) float64, normalised (uniform for ``method="replacement"``).
     y : (B, *observation_shape) the observation, as given.
-    operator : the :class:`smcdiff.operators.Operator` (a :class:`~smcdiff.operators.Mask` for inpainting).
+    operator : the :class:`smcdiff.operators.Operator` (a :class:`~smcdiff.operators.Mask` for inpainting), or the
+        :class:`~smcdiff.likelihoods.Likelihood` conditioned on.
     noise_std : sigma_y.
     weighted : the underlying :class:`WeightedSamples` (ESS per step, lineages, log-evidence, ...).
     method : "smc" or "replacement"; ``proposal``: the SMC proposal used (None for replacement).
@@ -64,7 +66,7 @@ class RestoreResult:
     samples: Tensor
     log_weights: Tensor
     y: Tensor
-    operator: Operator
+    operator: Operator | Likelihood
     noise_std: float
     weighted: WeightedSamples
     method: str
@@ -173,8 +175,10 @@ def restore(
         grey digits in [-1, 1]), a diffusers model directory or a hub id (:func:`smcdiff.load_model`).
     y : (B, *observation_shape) or one observation without the batch dimension, in the model's data
         range ([-1, 1] for diffusers models) plus noise.
-    operator : :mod:`smcdiff.operators` operator (``Downsample(4)``, ``Blur.gaussian(1.0)``, ...) or a
-        bool mask (inpainting; y then has the image's shape).
+    operator : :mod:`smcdiff.operators` operator (``Downsample(4)``, ``Blur.gaussian(1.0)``, ...), a
+        bool mask (inpainting; y then has the image's shape), or a :class:`~smcdiff.likelihoods.Likelihood`
+        (a classifier, a non-linear measurement; y is then what it conditions on, the proposal the twisted one,
+        and ``noise_std`` part of the likelihood).
     noise_std : sigma_y >= 0, in the data's units.
     particles : M, particles per independent SMC run (default 16) or independent samples (replacement) per
         observation.
@@ -204,6 +208,11 @@ def restore(
     noise_std = check_noise_std(noise_std)
     if method not in ("smc", "replacement"):
         raise ValueError(f"method must be 'smc' or 'replacement', got {method!r}")
+    operator, noise_std = linear_observation(operator, noise_std)
+    if isinstance(operator, Likelihood):
+        return _restore_likelihood(model, y, operator, particles=particles, steps=steps, grid=grid, method=method,
+                                   proposal=proposal, kernel=kernel, generator=generator, denoise_last=denoise_last,
+                                   device=device, options=options, noise_std=noise_std)
     if method == "replacement":
         if noise_std != 0:
             raise ValueError("method='replacement' overwrites the observed part and needs noise_std=0")
@@ -220,16 +229,8 @@ def restore(
     if check_data_range and op.preserves_range:
         seen = y[torch.broadcast_to(op.observed.to(y.device), y.shape)] if isinstance(op, Mask) else y
         check_range("y", seen, *DATA_RANGE, slack=1e-3 + 6 * noise_std)
-    n_steps = grid.numel() - 1 if grid is not None else (DEFAULT_STEPS if steps is None else steps)
-    if isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps < MIN_STEPS.get(kernel, 0):
-        warnings.warn(
-            f"steps={n_steps} is far below what the {kernel!r} kernel needs (about {MIN_STEPS[kernel]} or more); "
-            "expect samples of poor quality", stacklevel=2,
-        )
-    steps = DEFAULT_STEPS if (steps is None and grid is None) else steps
-    if grid is None and hasattr(score, "time_grid"):
-        check_steps(steps)
-        grid, steps = score.time_grid(steps), None  # on the model's training timesteps (DiffusersScore)
+    _warn_steps(steps, grid, kernel)
+    steps, grid = _model_grid(score, steps, grid)
     options = options.replace(populations=options.runs(DEFAULT_POPULATIONS if method == "smc" else 1))
     options = _fit_memory(score, y, particles, proposal, options)
     t0 = time.perf_counter()
@@ -240,6 +241,29 @@ def restore(
     else:
         out = replacement_sample(score, score.sde, y, op, **common)
     seconds = time.perf_counter() - t0
+    return _result(out, y, op, noise_std, method, proposal, particles, options, kernel, denoise_last, seconds)
+
+
+def _warn_steps(steps: int | None, grid: Tensor | None, kernel: str) -> None:
+    n_steps = grid.numel() - 1 if grid is not None else (DEFAULT_STEPS if steps is None else steps)
+    if isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps < MIN_STEPS.get(kernel, 0):
+        warnings.warn(
+            f"steps={n_steps} is far below what the {kernel!r} kernel needs (about {MIN_STEPS[kernel]} or more); "
+            "expect samples of poor quality", stacklevel=3,
+        )
+
+
+def _model_grid(score, steps: int | None, grid: Tensor | None) -> tuple[int | None, Tensor | None]:
+    """``steps`` and ``grid`` with the defaults applied: a model that offers ``time_grid`` is sampled on it."""
+    steps = DEFAULT_STEPS if (steps is None and grid is None) else steps
+    if grid is None and hasattr(score, "time_grid"):
+        check_steps(steps)
+        grid, steps = score.time_grid(steps), None  # on the model's training timesteps (DiffusersScore)
+    return steps, grid
+
+
+def _result(out, y, op, noise_std, method, proposal, particles, options, kernel, denoise_last, seconds) -> RestoreResult | None:
+    """The :class:`RestoreResult` of a finished run, with its cost and settings (None where a sharded run did not gather)."""
     if out is None:  # a sharded run gathers the particles on another process
         return None
     n_steps = out.ess.shape[0]
@@ -250,6 +274,34 @@ def restore(
                     **({"proposal_options": proposal.options()} if method == "smc" else {}))
     return RestoreResult(out.particles, out.log_weights, y, op, noise_std, out, method,
                          proposal.name if method == "smc" else None, evaluations, seconds, settings)
+
+
+def _restore_likelihood(model, y, likelihood: Likelihood, *, particles, steps, grid, method, proposal, kernel, generator,
+                        denoise_last, device, options, noise_std) -> RestoreResult | None:
+    """:func:`restore` for a non-linear :class:`~smcdiff.likelihoods.Likelihood` (the twisted proposal)."""
+    if method != "smc":
+        raise ValueError("method='replacement' overwrites observed pixels and needs an operator; a likelihood needs method='smc'")
+    if noise_std != 0:
+        raise ValueError("noise_std belongs to the likelihood's own definition; leave it 0 with a Likelihood")
+    proposal = check_proposal_observation(proposal, likelihood, 0.0)
+    check_generator(generator)
+    device = check_device(device)
+    score = _resolve_model(model, device)
+    if not isinstance(y, Tensor):
+        raise ValueError(f"y must be a tensor of the likelihood's observations, one row per problem, got {type(y).__name__}")
+    param = next(iter(score.parameters()), None) if isinstance(score, torch.nn.Module) else None
+    y = y.to(device if device is not None else (param.device if param is not None else y.device))
+    likelihood.check_y(y)
+    _warn_steps(steps, grid, kernel)
+    steps, grid = _model_grid(score, steps, grid)
+    options = options.replace(populations=options.runs(DEFAULT_POPULATIONS))
+    particle_like = y if y.is_floating_point() else torch.zeros(y.shape[:1], device=y.device)
+    options = _fit_memory(score, particle_like, particles, proposal, options)
+    t0 = time.perf_counter()
+    out = smc_sample(score, score.sde, y, likelihood, proposal=proposal, particles=particles, steps=steps, kernel=kernel,
+                     grid=grid, generator=generator, denoise_last=denoise_last, options=options)
+    seconds = time.perf_counter() - t0
+    return _result(out, y, likelihood, 0.0, method, proposal, particles, options, kernel, denoise_last, seconds)
 
 
 def _fit_memory(score, y: Tensor, particles: int, proposal: Proposal | None, options: RunOptions) -> RunOptions:
