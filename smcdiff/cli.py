@@ -34,6 +34,7 @@ __all__ = ["main", "build_parser", "default_threads", "MIN_STEPS"]
 from .cli_common import (  # noqa: F401  (re-exported where tests and users look)
     DEFAULT_BLUR_SIGMA,
     DEFAULT_FACTOR,
+    DEFAULT_LEVELS,
     SLIDES,
     TASKS,
     UserError,
@@ -317,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="restore degraded image files: inpainting, super-resolution, deblurring, denoising",
         description="Sample the model's posterior given each degraded INPUT (a file or a folder; several give one "
         "output per input). --task sr: INPUT is the low-resolution image (the model's size / --factor); deblur: the "
-        "blurred image; denoise: the noisy image (--noise required); inpaint: the image and --mask or --box. Writes a "
+        "blurred image; denoise: the noisy image (--noise required); quantise: an image of --levels grey levels (the twisted "
+        "proposal conditions on the bins; --noise is the noise before quantisation); inpaint: the image and --mask or --box. Writes a "
         "labelled grid (input | weighted mean | draws | truth) and prints time, final ESS, distinct final lineages, "
         "consistency and, with --truth, PSNR.",
     )
@@ -326,8 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factor", type=_positive(int), default=None, help=f"--task sr: downsampling factor (default {DEFAULT_FACTOR})")
     p.add_argument("--blur-sigma", type=_positive(float), default=None,
                    help=f"--task deblur: standard deviation of the Gaussian blur in pixels (default {DEFAULT_BLUR_SIGMA:g})")
+    p.add_argument("--levels", type=_positive(int), default=None,
+                   help=f"--task quantise: grey levels of the input, equal bins on [-1, 1] (default {DEFAULT_LEVELS})")
     p.add_argument("--noise", type=_non_negative_float, default=0.0,
-                   help="standard deviation of the observation noise, in the [-1, 1] units of the data (default %(default)s)")
+                   help="standard deviation of the observation noise, in the [-1, 1] units of the data (default %(default)s; "
+                   "--task quantise: the noise before quantisation, needed > 0)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--mask", type=Path, metavar="M.png", help="--task inpaint: PNG of the input's size, white = keep, black = fill")
     where.add_argument("--box", type=_parse_box, metavar="X,Y,W,H", help="--task inpaint: fill this box (pixels of the input)")

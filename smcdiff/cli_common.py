@@ -13,7 +13,8 @@ import torch
 from .restore import MIN_STEPS  # noqa: E402  (one table of step counts for the library and the CLI)
 from .threads import default_threads
 
-TASKS = ("inpaint", "sr", "deblur", "denoise")
+TASKS = ("inpaint", "sr", "deblur", "denoise", "quantise")
+DEFAULT_LEVELS = 4
 DEFAULT_FACTOR = 4
 DEFAULT_BLUR_SIGMA = 1.0
 SLIDES = (

@@ -13,6 +13,7 @@ import torch
 from .cli_common import (
     DEFAULT_BLUR_SIGMA,
     DEFAULT_FACTOR,
+    DEFAULT_LEVELS,
     UserError,
     _check_plotting,
     _configure,
@@ -37,6 +38,7 @@ class _Job:
     y: torch.Tensor | None = None  # (1, *observation)
     mask: torch.Tensor | None = None  # inpainting: (1, 1, H, W) bool
     truth_image: torch.Tensor | None = None  # (1, C, H, W)
+    observation: torch.Tensor | None = None  # --task quantise: the bin indices of y
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -54,6 +56,17 @@ def _check_task_options(args: argparse.Namespace) -> None:
         raise UserError(f"--blur-sigma applies to --task deblur, not {task}")
     if task == "denoise" and args.noise == 0:
         raise UserError("--task denoise needs the noise level of the input: --noise S > 0 (in [-1, 1] units)")
+    if getattr(args, "levels", None) is not None and task != "quantise":
+        raise UserError(f"--levels applies to --task quantise, not {task}")
+    if task == "quantise":
+        if args.noise == 0:
+            raise UserError("--task quantise needs the noise before quantisation (the dither): --noise S > 0, e.g. 0.05")
+        if args.method == "replacement":
+            raise UserError("--method replacement overwrites observed pixels; --task quantise observes bins, not pixels")
+        if args.proposal not in (None, "twisted"):
+            raise UserError(f"--task quantise needs --proposal twisted (a non-linear likelihood), got {args.proposal}")
+        args.proposal = "twisted"
+        args.levels = DEFAULT_LEVELS if args.levels is None else args.levels
     if task == "sr" and args.factor is None:
         args.factor = DEFAULT_FACTOR
     if task == "deblur" and args.blur_sigma is None:
@@ -174,6 +187,10 @@ def _operator(args: argparse.Namespace, shape: tuple[int, int, int]):
         return Blur.gaussian(args.blur_sigma)
     if args.task == "denoise":
         return Mask(torch.ones(shape, dtype=torch.bool))
+    if args.task == "quantise":
+        from .likelihoods import Quantised
+
+        return Quantised.uniform(args.levels, args.noise)
     return None
 
 
@@ -183,9 +200,10 @@ def _read_job(args: argparse.Namespace, job: _Job, shape: tuple[int, int, int], 
 
     from .io import ImageMismatchError, describe_shape, read_image, read_mask
     from .masks import box_mask
+    from .operators import Operator
 
     c, h, w = shape
-    in_shape = operator.bind(shape).out_shape if operator is not None else shape
+    in_shape = operator.bind(shape).out_shape if isinstance(operator, Operator) else shape
     try:
         job.y, job.notes = read_image(job.input, tuple(in_shape), resize=args.resize, what="input")
         if job.truth is not None:
@@ -196,6 +214,8 @@ def _read_job(args: argparse.Namespace, job: _Job, shape: tuple[int, int, int], 
         raise UserError(f"{err}{what}; pass --resize to convert and resize it") from None
     except ValueError as err:
         raise UserError(str(err)) from None
+    if args.task == "quantise":  # the image shows the bins; the likelihood conditions on their indices
+        job.observation = operator.quantise(job.y)
     if args.task != "inpaint":
         return
     with Image.open(job.input) as img:
@@ -246,6 +266,8 @@ def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.
     try:
         if args.task == "inpaint":
             return inpaint(model, job.y, job.mask, **common)
+        if args.task == "quantise":  # the noise is part of the likelihood
+            return restore(model, job.observation, operator, **{**common, "noise_std": 0.0})
         return restore(model, job.y, operator, **common)
     except ValueError as err:
         raise UserError(" ".join(str(err).split())) from None
@@ -253,6 +275,7 @@ def _sample(args: argparse.Namespace, model, job: _Job, operator, device: torch.
 
 def _metric_lines(res, draws: torch.Tensor, truth: torch.Tensor | None) -> list[str]:
     """PSNR against the truth (when given) and consistency of the draws with y."""
+    from .likelihoods import Quantised
     from .metrics import masked_psnr, psnr
     from .operators import Mask
 
@@ -263,6 +286,10 @@ def _metric_lines(res, draws: torch.Tensor, truth: torch.Tensor | None) -> list[
         p_draws = psnr(draws, truth.expand_as(draws)).mean().item()
         lines.append(f"PSNR against the truth: weighted mean {p_mean:.2f} dB, draws {p_draws:.2f} dB (mean of {k})")
     op = res.operator
+    if isinstance(op, Quantised):
+        kept = (op.quantise(draws) == res.y[:1].cpu().to(draws)).float().mean().item()
+        lines.append(f"consistency: {kept:.1%} of the pixels of the draws fall in their observed bin (mean of {k} draws)")
+        return lines
     y = res.y[:1].to(draws)
     with torch.no_grad():
         ax = op.A(draws.to(res.y.device, res.y.dtype)).cpu().to(draws)
@@ -326,7 +353,8 @@ def cmd_restore(args: argparse.Namespace) -> None:
     for job in jobs:  # every input is read and checked before any sampling
         _read_job(args, job, shape, operator)
     what = {"inpaint": "inpainting", "sr": f"{args.factor}x super-resolution",
-            "deblur": f"deblurring (Gaussian blur, sigma {args.blur_sigma} px)", "denoise": "denoising"}[args.task]
+            "deblur": f"deblurring (Gaussian blur, sigma {args.blur_sigma} px)", "denoise": "denoising",
+            "quantise": f"dequantisation ({getattr(args, 'levels', None)} levels, dither {args.noise:g})"}[args.task]
     method = args.method if args.method == "replacement" else f"smc ({args.proposal_object})"
     where = "" if processes == 1 else f" on {processes} processes ({args.particles // processes} particles each)"
     runs = "" if args.populations == 1 else f" in each of {args.populations} independent runs"

@@ -302,9 +302,12 @@ class Quantised(Likelihood):
     def log_twist(self, y: Tensor, x0_hat: Tensor, var: Tensor) -> Tensor:
         return self._log_bins(y, x0_hat, (self.noise_std**2 + var.double()).sqrt())
 
+    def quantise(self, x: Tensor) -> Tensor:
+        """The bin index of every coordinate of ``x`` (no noise), as ``x``'s dtype: what a quantised image shows."""
+        return torch.bucketize(x.double(), self.edges.to(x.device)).to(x.dtype)
+
     def sample(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        noisy = x0 + self.noise_std * torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        return torch.bucketize(noisy.double(), self.edges.to(x0.device)).to(x0.dtype)
+        return self.quantise(x0 + self.noise_std * torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device))
 
     def __repr__(self) -> str:
         return f"Quantised({len(self.edges) + 1} bins, noise_std={self.noise_std:g})"

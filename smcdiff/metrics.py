@@ -324,8 +324,8 @@ def classifier_features(
 
     Parameters
     ----------
-    images : torch.Tensor, shape (N, 1, 8, 8)
-        Images in [-1, 1].
+    images : torch.Tensor, shape (N, 1, S, S)
+        Images in [-1, 1]; S = 8, or the classifier's ``config.image_size`` (28 for MNIST).
     classifier : DigitClassifier, optional
         Defaults to :func:`smcdiff.classifier.load_digit_classifier` on ``images``' device.
     batch_size : int
@@ -336,8 +336,9 @@ def classifier_features(
     torch.Tensor, shape (N, F), float64, on the CPU
     """
     images = torch.as_tensor(images)
-    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 8, 8):
-        raise ValueError(f"images must have shape (N, 1, 8, 8); got {tuple(images.shape)}")
+    size = 8 if classifier is None else classifier.config.image_size
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, size, size):
+        raise ValueError(f"images must have shape (N, 1, {size}, {size}); got {tuple(images.shape)}")
     if classifier is None:
         classifier = load_digit_classifier(device=images.device)
     param = next(classifier.parameters())
@@ -370,9 +371,10 @@ def digit_fid(
         :func:`frechet_distance` of the features ``classifier.features(images)``.
     """
     images_a, images_b = torch.as_tensor(images_a), torch.as_tensor(images_b)
+    size = 8 if classifier is None else classifier.config.image_size
     for arr, name in ((images_a, "images_a"), (images_b, "images_b")):
-        if arr.ndim != 4 or tuple(arr.shape[1:]) != (1, 8, 8):
-            raise ValueError(f"{name} must have shape (N, 1, 8, 8); got {tuple(arr.shape)}")
+        if arr.ndim != 4 or tuple(arr.shape[1:]) != (1, size, size):
+            raise ValueError(f"{name} must have shape (N, 1, {size}, {size}); got {tuple(arr.shape)}")
     if classifier is None:
         classifier = load_digit_classifier(device=images_a.device)
     return frechet_distance(classifier_features(images_a, classifier), classifier_features(images_b, classifier))

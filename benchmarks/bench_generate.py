@@ -1,0 +1,177 @@
+"""Class-conditional generation from the unconditional model and a classifier: twisted SMC against guidance.
+
+Every row draws K images of each class c = 0..9 from the shipped unconditional model, conditioned on
+p(c | x_0) of the shipped classifier (the one that guides). They are judged by a *second* classifier, trained
+independently (another seed and architecture: ``benchmarks/assets/judge_<model>``, made by
+``examples/train_classifier.py``; see its docstring):
+
+- accuracy: the share of draws the judge labels c (all classes; and the worst class);
+- Fréchet distance per class: the K draws of class c against the held-out images of class c, in the judge's
+  feature space, averaged over classes (small samples: comparable between rows, not with other tables), and
+  pooled: all 10 K draws against all held-out images;
+- diversity: the mean per-pixel standard deviation of the K draws of a class;
+- network evaluations and backward passes per draw, seconds for all draws.
+
+Rows:
+
+- ``twisted M, runs``: K independent twisted SMC runs of M particles per class, one draw each;
+- ``twisted M, one run``: one run of M particles per class, K draws from its weights;
+- ``guidance``: plain classifier guidance, DPS-style and unweighted: the reverse kernel with the score
+  s(x_t) + grad_x log p(c | x0_hat(x_t)) (one network evaluation and one backward pass per step); at the step
+  count of the SMC rows and at 4 times as many (the cost of M = 4 per draw);
+- ``azula TDS`` (``--peers azula``; ``pip install --no-deps azula``): azula 0.11's ``TDSSampler`` with the same
+  model as its denoiser and log p(c | x0_hat) as its twist, K independent runs of M = 4 particles per class.
+
+Example (the figures in BENCHMARKS.md, "Class-conditional generation")::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_generate.py --model digits --draws 32 --steps 100 --peers azula
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smcdiff import RunOptions, generate, load_model
+from smcdiff.classifier import SHIPPED_CLASSIFIERS, load_digit_classifier
+from smcdiff.dynamics import reverse_step
+from smcdiff.metrics import classifier_features, diversity, frechet_distance
+
+JUDGES = {"digits": Path(__file__).parent / "assets" / "judge_digits", "mnist": Path(__file__).parent / "assets" / "judge_mnist"}
+
+
+def held_out(model: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from smcdiff.data import load_digits_images, load_mnist_images
+
+    return (load_digits_images if model == "digits" else load_mnist_images)("test", return_labels=True)
+
+
+def guidance(model, clf, labels: torch.Tensor, k: int, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """Plain classifier guidance: the ancestral kernel with the score s(x) + grad_x log p(c | x0_hat(x)); ``(B, k, ...)``."""
+    b = labels.numel()
+    c = labels.repeat_interleave(k)
+    x = model.sde.prior_sample((b * k, *model.event_shape), generator=generator, dtype=torch.float32)
+    grid = model.time_grid(steps).float()
+    for t_, s_ in zip(grid[:-1], grid[1:]):
+        t, s = t_.expand(b * k), s_.expand(b * k)
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            score = model(xg, t)
+            x0 = model.sde.tweedie(xg, t, score)
+            log_p = torch.log_softmax(clf(x0), -1).gather(1, c[:, None]).sum()
+            (g,) = torch.autograd.grad(log_p, xg)
+        mean, var = reverse_step(model.sde, "ancestral", x, t, s, t - s, score.detach() + g)
+        x = mean + var.sqrt() * torch.randn(x.shape, generator=generator)
+    return x.view(b, k, *model.event_shape)
+
+
+def azula_tds(model, clf, labels: torch.Tensor, k: int, m: int, steps: int, seed: int) -> torch.Tensor:
+    """azula's TDSSampler, one run of ``m`` particles per draw; draws taken uniformly from its final particles."""
+    from azula.denoise import Denoiser, DiracPosterior
+    from azula.guidance.tds import TDSSampler
+
+    sde = model.sde
+    t_min, t_max = float(sde.eps), float(sde.T)
+    times = lambda u: t_min + torch.as_tensor(u, dtype=torch.float64) * (t_max - t_min)  # noqa: E731
+
+    class Schedule:
+        def __call__(self, u):
+            t = times(u).reshape(-1)[:1]
+            return sde.alpha(t).float().squeeze(), sde.sigma(t).float().squeeze()
+
+    class ModelDenoiser(Denoiser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.schedule = Schedule()
+
+        def forward(self, x_t, u, **kwargs):
+            t = times(u).reshape(-1)[:1].to(x_t.dtype).expand(x_t.shape[0])
+            return DiracPosterior(sde.tweedie(x_t, t, model(x_t, t)))
+
+    torch.manual_seed(seed)  # azula draws from torch's global generator
+    out = []
+    for c in labels.tolist():
+        twist = lambda x_hat, _, c=c: torch.log_softmax(clf(x_hat), -1)[:, c]  # noqa: E731
+        sampler = TDSSampler(ModelDenoiser(), twist, steps=steps, silent=True)
+        draws = []
+        for _ in range(k):
+            x = sampler(sampler.init((m, *model.event_shape)))
+            draws.append(x[torch.randint(0, m, (1,))])
+        out.append(torch.cat(draws))
+    return torch.stack(out)
+
+
+def evaluate(name: str, draws: torch.Tensor, labels, judge, feats_ref, ref_labels, evals: float, backward: float, seconds: float) -> dict:
+    draws = draws.float().clamp(-1, 1)
+    b, k = draws.shape[:2]
+    flat = draws.flatten(0, 1)
+    with torch.no_grad():
+        seen = judge(flat).argmax(1).view(b, k)
+    correct = (seen == labels[:, None]).float()
+    feats = classifier_features(flat, judge).view(b, k, -1)
+    per_class = [frechet_distance(feats[i], feats_ref[ref_labels == c]) for i, c in enumerate(labels.tolist())]
+    return dict(
+        row=name, accuracy=float(correct.mean()), worst_class_accuracy=float(correct.mean(1).min()),
+        fd_per_class=float(np.mean(per_class)), fd_pooled=frechet_distance(feats.flatten(0, 1), feats_ref),
+        diversity=diversity(draws), evaluations_per_draw=evals, backward_per_draw=backward, seconds=seconds,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=sorted(SHIPPED_CLASSIFIERS), default="digits")
+    p.add_argument("--draws", type=int, default=32, help="K draws per class")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--particles", type=int, nargs="+", default=[4, 16, 64])
+    p.add_argument("--peers", nargs="*", default=[], choices=["azula"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/generate.jsonl"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    model = load_model(args.model)
+    clf = load_digit_classifier(directory=SHIPPED_CLASSIFIERS[args.model])
+    judge = load_digit_classifier(directory=JUDGES[args.model])
+    ref, ref_labels = held_out(args.model)
+    feats_ref = classifier_features(ref, judge)
+    labels = torch.arange(10)
+    k, n = args.draws, args.steps
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+
+    def record(name, run, evals, backward):
+        t0 = time.perf_counter()
+        draws = run()
+        row = evaluate(name, draws, labels, judge, feats_ref, ref_labels, evals, backward, time.perf_counter() - t0)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        with args.out.open("a") as f:
+            f.write(json.dumps({**row, "model": args.model, "draws": k, "steps": n}) + "\n")
+
+    g = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
+    for m in args.particles:
+        def runs(m=m):
+            gen = g()
+            return generate(labels.tolist(), args.model, particles=m, steps=n, kernel="ancestral", generator=gen,
+                            options=RunOptions(populations=k)).draw(k, gen)
+
+        def one_run(m=m):
+            gen = g()
+            return generate(labels.tolist(), args.model, particles=m, steps=n, kernel="ancestral", generator=gen,
+                            options=RunOptions(populations=1)).draw(k, gen)
+
+        if m <= 16:
+            record(f"twisted M={m}, runs", runs, m * n, m * n)
+        record(f"twisted M={m}, one run", one_run, m * n / k, m * n / k)
+    record(f"guidance, {n} steps", lambda: guidance(model, clf, labels, k, n, g()), n, n)
+    record(f"guidance, {4 * n} steps", lambda: guidance(model, clf, labels, k, 4 * n, g()), 4 * n, 4 * n)
+    if "azula" in args.peers:
+        record("azula TDS M=4, runs", lambda: azula_tds(model, clf, labels, k, 4, n, args.seed), 4 * n, 4 * n)
+
+
+if __name__ == "__main__":
+    main()
