@@ -269,9 +269,10 @@ def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike, eps: float = 1e-6) 
     """Fréchet distance between Gaussians fitted to two feature sets (the FID formula).
 
     ``d^2 = ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2})``, with the means and unbiased
-    covariances of the features. The matrix square root is ``scipy.linalg.sqrtm``; if it is not
-    finite (near-singular product) it is recomputed on ``(S_a + eps I)(S_b + eps I)``, and a
-    negligible imaginary part from round-off is dropped, as in the reference FID code.
+    covariances of the features. The matrix square root is ``scipy.linalg.sqrtm``, a negligible imaginary
+    part from round-off dropped, as in the reference FID code; if it fails or is not finite (a near-singular
+    product: fewer samples than features, repeated rows) the trace is taken as the sum of the square roots of
+    the eigenvalues of the symmetric ``R (S_b + eps I) R``, ``R = (S_a + eps I)^{1/2}``.
 
     Parameters
     ----------
@@ -304,16 +305,28 @@ def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike, eps: float = 1e-6) 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        covmean = linalg.sqrtm(cov_a @ cov_b)
-        if not np.isfinite(covmean).all():
-            offset = eps * np.eye(cov_a.shape[0])
-            covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    if np.iscomplexobj(covmean):
+        try:
+            covmean = linalg.sqrtm(cov_a @ cov_b)
+        except linalg.LinAlgError:
+            covmean = np.full_like(cov_a, np.nan)
+    if np.isfinite(covmean).all() and np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0.0, atol=1e-3):
             raise ValueError(f"matrix square root has a large imaginary part {np.abs(covmean.imag).max():.3g}")
         covmean = covmean.real
+    if np.isfinite(covmean).all():
+        trace = np.trace(covmean)
+    else:  # a near-singular product: tr (S_a S_b)^{1/2} = sum sqrt(eig(S_a^{1/2} S_b S_a^{1/2})), symmetric PSD
+        offset = eps * np.eye(cov_a.shape[0])
+        w, v = np.linalg.eigh(cov_a + offset)
+        root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        trace = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ (cov_b + offset) @ root_a), 0, None)).sum()
     diff = mu_a - mu_b
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace)
+
+
+def _image_size(classifier) -> int:
+    """The side of the square images ``classifier`` takes: its ``config.image_size``, else 8 (the digits)."""
+    return getattr(getattr(classifier, "config", None), "image_size", 8)
 
 
 @torch.no_grad()
@@ -336,7 +349,7 @@ def classifier_features(
     torch.Tensor, shape (N, F), float64, on the CPU
     """
     images = torch.as_tensor(images)
-    size = 8 if classifier is None else classifier.config.image_size
+    size = _image_size(classifier)
     if images.ndim != 4 or tuple(images.shape[1:]) != (1, size, size):
         raise ValueError(f"images must have shape (N, 1, {size}, {size}); got {tuple(images.shape)}")
     if classifier is None:
@@ -371,7 +384,7 @@ def digit_fid(
         :func:`frechet_distance` of the features ``classifier.features(images)``.
     """
     images_a, images_b = torch.as_tensor(images_a), torch.as_tensor(images_b)
-    size = 8 if classifier is None else classifier.config.image_size
+    size = _image_size(classifier)
     for arr, name in ((images_a, "images_a"), (images_b, "images_b")):
         if arr.ndim != 4 or tuple(arr.shape[1:]) != (1, size, size):
             raise ValueError(f"{name} must have shape (N, 1, {size}, {size}); got {tuple(arr.shape)}")

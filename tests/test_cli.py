@@ -107,7 +107,7 @@ def test_version(smcdiff):
     assert out.returncode == 0 and out.stdout.strip() == f"smcdiff {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["gaussian"], ["demo"], ["inpaint"], ["restore"]])
+@pytest.mark.parametrize("command", [[], ["gaussian"], ["demo"], ["inpaint"], ["restore"], ["generate"], ["calibrate"]])
 def test_help_everywhere(smcdiff, command):
     out = smcdiff(*command, "--help")
     assert out.returncode == 0, out.stderr
