@@ -7,6 +7,8 @@ split: the shipped model never saw them), degraded exactly as the commands' ``--
     digit0_2x2.png                       4x block means of digit0 (``Downsample(4)``): --task sr
     digit0_blur.png                      digit0 blurred by ``Blur.gaussian(1.0)``: --task deblur
     digit0_noisy.png                     digit0 + N(0, 0.1^2) noise in [-1, 1] units: --task denoise --noise 0.1
+    digit0_4levels.png                   digit0 + N(0, 0.05^2) dither, quantised to 4 levels (bin midpoints):
+                                         --task quantise --levels 4 --noise 0.05
     mask_box.png                         8x8 mask, white = keep, black = the 4x4 box at (2, 2) to fill
     digits/digit3.png, digit4.png, digit5.png   a folder of inputs for batch mode
 
@@ -27,6 +29,7 @@ import torch
 from PIL import Image
 
 from smcdiff.data import load_digits_images
+from smcdiff.likelihoods import Quantised
 from smcdiff.operators import Blur, Downsample
 
 SHAPE = (1, 8, 8)
@@ -57,6 +60,7 @@ def main() -> None:
     digits = first_of_each(images, labels, range(6))
     x = digits[0][None]  # (1, 1, 8, 8)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(args.seed))
+    levels = Quantised.uniform(4, 0.05)
     keep = torch.ones(SHAPE, dtype=torch.bool)
     bx, by, bw, bh = BOX
     keep[:, by : by + bh, bx : bx + bw] = False
@@ -65,6 +69,7 @@ def main() -> None:
         save_png(Downsample(4).bind(SHAPE).A(x)[0], args.out / "digit0_2x2.png"),
         save_png(Blur.gaussian(1.0).bind(SHAPE).A(x)[0], args.out / "digit0_blur.png"),
         save_png((x + NOISE * noise)[0], args.out / "digit0_noisy.png"),
+        save_png(levels.centres(levels.sample(x, torch.Generator().manual_seed(args.seed)))[0], args.out / "digit0_4levels.png"),
         save_png(keep.float() * 2 - 1, args.out / "mask_box.png"),
     ]
     written += [save_png(digits[d], args.out / "digits" / f"digit{d}.png") for d in range(3, 6)]
