@@ -8,7 +8,9 @@ Bonferroni over the 73 statistics). A sampler that draws from the discretised mo
 any step count: the prior it is tested on is the same chain.
 
 Tasks: ``sr`` (4x super-resolution, sigma_y = 0.05), ``inpaint`` (the central 4x4 box hidden, sigma_y = 0.05),
-``inpaint0`` (the same box, noiseless). Settings are ``PROPOSAL:M:MODE[:KERNEL]`` with MODE ``runs`` (L
+``inpaint0`` (the same box, noiseless); and two likelihoods for the twisted proposal, ``class`` (y a label drawn from
+the shipped classifier's p(c | x*)) and ``quantise`` (4 levels after a 0.05 dither), where y is drawn from the
+likelihood and the fit statistic is -log p(y | x). Settings are ``PROPOSAL:M:MODE[:KERNEL]`` with MODE ``runs`` (L
 independent runs of M, one draw each) or ``one`` (one run of M, L draws), or ``replacement[:KERNEL]``.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --task sr --settings mcgdiff:4:runs mcgdiff:4:one
@@ -28,7 +30,9 @@ from pathlib import Path
 import torch
 
 from smcdiff.calibration import sbc, simulate_problems
+from smcdiff.classifier import load_digit_classifier
 from smcdiff.cli_calibrate import calibration_sampler
+from smcdiff.likelihoods import Classifier, Quantised
 from smcdiff.masks import box_mask
 from smcdiff.models import load_model
 from smcdiff.operators import Downsample, Mask
@@ -38,6 +42,9 @@ TASKS = {
     "sr": (lambda: Downsample(4), 0.05, "4x super-resolution, sigma_y = 0.05"),
     "inpaint": (lambda: Mask(box_mask(8, 8, (2, 2, 4, 4))[0]), 0.05, "4x4 box inpainting, sigma_y = 0.05"),
     "inpaint0": (lambda: Mask(box_mask(8, 8, (2, 2, 4, 4))[0]), 0.0, "4x4 box inpainting, noiseless"),
+    # likelihoods (twisted only): y ~ p(y | x*) from the likelihood; the fit statistic is -log p(y | x)
+    "class": (lambda: Classifier(load_digit_classifier()), 0.0, "class-conditional: y ~ the shipped classifier's p(c | x*)"),
+    "quantise": (lambda: Quantised.uniform(4, 0.05), 0.0, "4-level quantisation after a 0.05 dither"),
 }
 
 

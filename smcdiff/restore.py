@@ -244,12 +244,12 @@ def restore(
     return _result(out, y, op, noise_std, method, proposal, particles, options, kernel, denoise_last, seconds)
 
 
-def _warn_steps(steps: int | None, grid: Tensor | None, kernel: str) -> None:
+def _warn_steps(steps: int | None, grid: Tensor | None, kernel: str, stacklevel: int = 3) -> None:
     n_steps = grid.numel() - 1 if grid is not None else (DEFAULT_STEPS if steps is None else steps)
     if isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps < MIN_STEPS.get(kernel, 0):
         warnings.warn(
             f"steps={n_steps} is far below what the {kernel!r} kernel needs (about {MIN_STEPS[kernel]} or more); "
-            "expect samples of poor quality", stacklevel=3,
+            "expect samples of poor quality", stacklevel=stacklevel,
         )
 
 
@@ -292,7 +292,7 @@ def _restore_likelihood(model, y, likelihood: Likelihood, *, particles, steps, g
     param = next(iter(score.parameters()), None) if isinstance(score, torch.nn.Module) else None
     y = y.to(device if device is not None else (param.device if param is not None else y.device))
     likelihood.check_y(y)
-    _warn_steps(steps, grid, kernel)
+    _warn_steps(steps, grid, kernel, stacklevel=4)
     steps, grid = _model_grid(score, steps, grid)
     options = options.replace(populations=options.runs(DEFAULT_POPULATIONS))
     particle_like = y if y.is_floating_point() else torch.zeros(y.shape[:1], device=y.device)
