@@ -1,6 +1,7 @@
-"""Sample quality of the default digits diffusion model: Fréchet distance in classifier features.
+"""Sample quality of the shipped diffusion models: Fréchet distance in classifier features.
 
-Draws ``--num-samples`` unconditional samples from the shipped UNet (``smcdiff/assets/digits``) and
+Draws ``--num-samples`` unconditional samples from a shipped UNet (``smcdiff/assets/digits``, or with
+``--dataset mnist`` ``smcdiff/assets/mnist`` and its classifier) and
 reports :func:`smcdiff.metrics.digit_fid` against the held-out split, next to the same distance
 between the real training and held-out images (the floor that finite samples allow), the held-out
 accuracy of the classifier and the histogram of predicted classes of the samples.
@@ -9,9 +10,10 @@ Samplers: ``ddpm`` is ancestral sampling with diffusers' ``DDPMScheduler`` over 
 steps (Ho et al. 2020, Algorithm 2); ``ddim`` is diffusers' ``DDIMScheduler`` (eta = 0) over
 ``--inference-steps`` steps (250 by default).
 
-Example::
+Examples::
 
     python benchmarks/bench_digits_model.py --threads 1 --grid /tmp/digits_samples.png
+    python benchmarks/bench_digits_model.py --threads 1 --dataset mnist --num-samples 500 --sampler ddim --grid /tmp/mnist.png
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from smcdiff.classifier import load_digit_classifier
-from smcdiff.data import load_digits_images
+from smcdiff.classifier import SHIPPED_CLASSIFIERS, load_digit_classifier
+from smcdiff.data import load_digits_images, load_mnist_images
 from smcdiff.metrics import digit_fid
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "smcdiff" / "assets" / "digits"
+ASSETS = Path(__file__).resolve().parents[1] / "smcdiff" / "assets"
 
 
 @torch.no_grad()
@@ -91,7 +93,8 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 8) -
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="folder with unet/ and scheduler/")
+    p.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
+    p.add_argument("--model", type=Path, default=None, help="folder with unet/ and scheduler/ (default: the shipped one)")
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
     p.add_argument("--inference-steps", type=int, default=None, help="default: 1000 (ddpm), 250 (ddim)")
@@ -105,11 +108,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
+    args.model = args.model or ASSETS / args.dataset
     unet = UNet2DModel.from_pretrained(args.model, subfolder="unet", low_cpu_mem_usage=False).to(device).eval()
     scheduler_config = DDPMScheduler.load_config(args.model, subfolder="scheduler")
-    classifier = load_digit_classifier(device)
-    x_train = load_digits_images("train").to(device)
-    x_test, y_test = (t.to(device) for t in load_digits_images("test", return_labels=True))
+    classifier = load_digit_classifier(device, SHIPPED_CLASSIFIERS[args.dataset])
+    load = load_digits_images if args.dataset == "digits" else load_mnist_images
+    x_train = load("train").to(device)
+    x_test, y_test = (t.to(device) for t in load("test", return_labels=True))
     n_params = sum(q.numel() for q in unet.parameters())
 
     gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"digit FID  train vs held-out   ({len(x_train)} vs {len(x_test)}): {digit_fid(x_train, x_test, classifier):.3f}")
     print(f"digit FID  samples vs train    ({args.num_samples} vs {len(x_train)}): {digit_fid(samples.to(device), x_train, classifier):.3f}")
     if args.grid is not None:
-        save_grid(samples[:64], args.grid)
+        save_grid(samples[:64], args.grid, scale=max(1, 64 // samples.shape[-1]))
         print(f"grid of 64 samples written to {args.grid}")
 
 

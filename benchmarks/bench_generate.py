@@ -42,6 +42,7 @@ from smcdiff.classifier import SHIPPED_CLASSIFIERS, load_digit_classifier
 from smcdiff.dynamics import reverse_step
 from smcdiff.metrics import classifier_features, diversity, frechet_distance
 
+FEATURES: dict[str, torch.Tensor] = {}  # the judge's features of every row's draws, (10, K, F)
 JUDGES = {"digits": Path(__file__).parent / "assets" / "judge_digits", "mnist": Path(__file__).parent / "assets" / "judge_mnist"}
 
 
@@ -106,6 +107,30 @@ def azula_tds(model, clf, labels: torch.Tensor, k: int, m: int, steps: int, seed
     return torch.stack(out)
 
 
+def fd_per_class(feats: torch.Tensor, labels, feats_ref, ref_labels, pick: torch.Tensor | None = None) -> float:
+    """Mean over classes of the Fréchet distance of the draws of class c ``feats[c, pick[c]]`` to its held-out images."""
+    k = feats.shape[1]
+    pick = torch.arange(k).expand(len(labels), k) if pick is None else pick
+    return float(np.mean([frechet_distance(feats[i, pick[i]], feats_ref[ref_labels == c]) for i, c in enumerate(labels.tolist())]))
+
+
+def bootstrap_fd(feats: dict[str, torch.Tensor], labels, feats_ref, ref_labels, base: str, reps: int = 200) -> dict[str, tuple]:
+    """Per-class Fréchet distance of each row minus the base row's, with a 95 % bootstrap interval: each replicate
+    resamples the K draws of every class, independently per row (the rows' draws are independent)."""
+    g = torch.Generator().manual_seed(0)
+    b, k = feats[base].shape[:2]
+    out = {}
+    for name, f in feats.items():
+        diffs = []
+        for _ in range(reps):
+            mine, theirs = (torch.randint(0, k, (b, k), generator=g) for _ in range(2))
+            diffs.append(fd_per_class(f, labels, feats_ref, ref_labels, mine) - fd_per_class(feats[base], labels, feats_ref, ref_labels, theirs))
+        d = torch.tensor(diffs)
+        out[name] = (fd_per_class(f, labels, feats_ref, ref_labels) - fd_per_class(feats[base], labels, feats_ref, ref_labels),
+                     float(d.quantile(0.025)), float(d.quantile(0.975)))
+    return out
+
+
 def evaluate(name: str, draws: torch.Tensor, labels, judge, feats_ref, ref_labels, evals: float, backward: float, seconds: float) -> dict:
     draws = draws.float().clamp(-1, 1)
     b, k = draws.shape[:2]
@@ -114,10 +139,10 @@ def evaluate(name: str, draws: torch.Tensor, labels, judge, feats_ref, ref_label
         seen = judge(flat).argmax(1).view(b, k)
     correct = (seen == labels[:, None]).float()
     feats = classifier_features(flat, judge).view(b, k, -1)
-    per_class = [frechet_distance(feats[i], feats_ref[ref_labels == c]) for i, c in enumerate(labels.tolist())]
+    FEATURES[name] = feats
     return dict(
         row=name, accuracy=float(correct.mean()), worst_class_accuracy=float(correct.mean(1).min()),
-        fd_per_class=float(np.mean(per_class)), fd_pooled=frechet_distance(feats.flatten(0, 1), feats_ref),
+        fd_per_class=fd_per_class(feats, labels, feats_ref, ref_labels), fd_pooled=frechet_distance(feats.flatten(0, 1), feats_ref),
         diversity=diversity(draws), evaluations_per_draw=evals, backward_per_draw=backward, seconds=seconds,
     )
 
@@ -129,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--particles", type=int, nargs="+", default=[4, 16, 64])
     p.add_argument("--peers", nargs="*", default=[], choices=["azula"])
+    p.add_argument("--runs-up-to", type=int, default=16, help="independent-runs rows for M up to this (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/generate.jsonl"))
     args = p.parse_args(argv)
@@ -164,13 +190,25 @@ def main(argv: list[str] | None = None) -> None:
             return generate(labels.tolist(), args.model, particles=m, steps=n, kernel="ancestral", generator=gen,
                             options=RunOptions(populations=1)).draw(k, gen)
 
-        if m <= 16:
+        if m <= args.runs_up_to:
             record(f"twisted M={m}, runs", runs, m * n, m * n)
         record(f"twisted M={m}, one run", one_run, m * n / k, m * n / k)
     record(f"guidance, {n} steps", lambda: guidance(model, clf, labels, k, n, g()), n, n)
     record(f"guidance, {4 * n} steps", lambda: guidance(model, clf, labels, k, 4 * n, g()), 4 * n, 4 * n)
     if "azula" in args.peers:
         record("azula TDS M=4, runs", lambda: azula_tds(model, clf, labels, k, 4, n, args.seed), 4 * n, 4 * n)
+    base = f"guidance, {4 * n} steps"
+    diffs = bootstrap_fd(FEATURES, labels, feats_ref, ref_labels, base)
+    print(f"\n{args.model}: K = {k} draws per class, {n} ancestral steps; judged by an independent classifier; FD per class "
+          f"minus that of '{base}' with a 95 % bootstrap interval over draws\n")
+    print("| row | evaluations (backward) per draw | accuracy (worst class) | FD per class (difference) | FD pooled | diversity | s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        d, lo, hi = diffs[r["row"]]
+        diff = "" if r["row"] == base else f" ({d:+.2f} [{lo:+.2f}, {hi:+.2f}])"
+        print(f"| {r['row']} | {r['evaluations_per_draw']:g} ({r['backward_per_draw']:g}) | {100 * r['accuracy']:.1f} % "
+              f"({100 * r['worst_class_accuracy']:.0f} %) | {r['fd_per_class']:.2f}{diff} | {r['fd_pooled']:.2f} | "
+              f"{r['diversity']:.3f} | {r['seconds']:.0f} |")
 
 
 if __name__ == "__main__":
