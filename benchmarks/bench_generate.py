@@ -73,32 +73,15 @@ def guidance(model, clf, labels: torch.Tensor, k: int, steps: int, generator: to
 
 def azula_tds(model, clf, labels: torch.Tensor, k: int, m: int, steps: int, seed: int) -> torch.Tensor:
     """azula's TDSSampler, one run of ``m`` particles per draw; draws taken uniformly from its final particles."""
-    from azula.denoise import Denoiser, DiracPosterior
     from azula.guidance.tds import TDSSampler
 
-    sde = model.sde
-    t_min, t_max = float(sde.eps), float(sde.T)
-    times = lambda u: t_min + torch.as_tensor(u, dtype=torch.float64) * (t_max - t_min)  # noqa: E731
-
-    class Schedule:
-        def __call__(self, u):
-            t = times(u).reshape(-1)[:1]
-            return sde.alpha(t).float().squeeze(), sde.sigma(t).float().squeeze()
-
-    class ModelDenoiser(Denoiser):
-        def __init__(self) -> None:
-            super().__init__()
-            self.schedule = Schedule()
-
-        def forward(self, x_t, u, **kwargs):
-            t = times(u).reshape(-1)[:1].to(x_t.dtype).expand(x_t.shape[0])
-            return DiracPosterior(sde.tweedie(x_t, t, model(x_t, t)))
+    from common import azula_denoiser
 
     torch.manual_seed(seed)  # azula draws from torch's global generator
     out = []
     for c in labels.tolist():
         twist = lambda x_hat, _, c=c: torch.log_softmax(clf(x_hat), -1)[:, c]  # noqa: E731
-        sampler = TDSSampler(ModelDenoiser(), twist, steps=steps, silent=True)
+        sampler = TDSSampler(azula_denoiser(model), twist, steps=steps, silent=True)
         draws = []
         for _ in range(k):
             x = sampler(sampler.init((m, *model.event_shape)))

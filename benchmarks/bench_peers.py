@@ -295,36 +295,17 @@ def azula_rows(task, x, mask, args, model, clf, fit_fn, log) -> list[Row]:
     unweighted particles, so the K draws are drawn uniformly (with replacement) from them. azula draws from
     torch's global RNG, seeded per digit.
     """
-    from azula.denoise import Denoiser, DiracPosterior
     from azula.guidance.tds import TDSSampler
 
+    from common import azula_denoiser
+
     from smcdiff.operators import Downsample
-
-    sde = model.sde
-    t_min, t_max = float(sde.eps), float(sde.T)
-    times = lambda u: t_min + torch.as_tensor(u, dtype=torch.float64) * (t_max - t_min)  # noqa: E731
-
-    class Schedule:
-        def __call__(self, u):
-            t = times(u).reshape(-1)[:1]
-            return sde.alpha(t).float().squeeze(), sde.sigma(t).float().squeeze()
-
-    class DigitsDenoiser(Denoiser):
-        def __init__(self) -> None:
-            super().__init__()
-            self.schedule = Schedule()
-            self.calls = 0
-
-        def forward(self, x_t, u, **kwargs):
-            self.calls += 1
-            t = times(u).reshape(-1)[:1].to(x_t.dtype).expand(x_t.shape[0])
-            return DiracPosterior(sde.tweedie(x_t, t, model(x_t, t)))
 
     n, k, c = x.shape[0], args.k, args.azula_twist_scale
     down = Downsample(4).bind((1, 8, 8))
     rows = []
     for m in args.particles:
-        den = DigitsDenoiser()
+        den = azula_denoiser(model)
         draws, failed, t0 = [], 0, time.perf_counter()
         g = torch.Generator().manual_seed(args.seed + 2)
         for i in range(n):  # one placement per observation: azula resamples across its whole batch

@@ -95,3 +95,32 @@ def dps_sample(model, residual, rows: int, steps: int, generator: torch.Generato
         norm = r2.detach().sqrt().clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
         x = mean + var.sqrt() * torch.randn(x.shape, generator=generator) - zeta * g / norm
     return x
+
+
+def azula_denoiser(model):
+    """An smcdiff score model as an azula 0.11 ``Denoiser`` (``pip install --no-deps azula``): azula's time u in
+    [0, 1] is mapped linearly onto the model's [eps, T], its schedule is the model SDE's alpha and sigma, and the
+    posterior mean is Tweedie's denoiser. ``calls`` counts network evaluations."""
+    from azula.denoise import Denoiser, DiracPosterior
+
+    sde = model.sde
+    t_min, t_max = float(sde.eps), float(sde.T)
+    times = lambda u: t_min + torch.as_tensor(u, dtype=torch.float64) * (t_max - t_min)  # noqa: E731
+
+    class Schedule:
+        def __call__(self, u):
+            t = times(u).reshape(-1)[:1]
+            return sde.alpha(t).float().squeeze(), sde.sigma(t).float().squeeze()
+
+    class ModelDenoiser(Denoiser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.schedule = Schedule()
+            self.calls = 0
+
+        def forward(self, x_t, u, **kwargs):
+            self.calls += 1
+            t = times(u).reshape(-1)[:1].to(x_t.dtype).expand(x_t.shape[0])
+            return DiracPosterior(sde.tweedie(x_t, t, model(x_t, t)))
+
+    return ModelDenoiser()

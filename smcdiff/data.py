@@ -49,15 +49,24 @@ def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return images, labels, perm
 
 
-def _indices(split: str) -> np.ndarray:
-    _, labels, perm = _digits()
+def _split(perm: np.ndarray, n_test: int, split: str) -> np.ndarray:
+    """Sorted indices of ``split``: the first ``n_test`` of the permutation are held out."""
     if split == "test":
-        return np.sort(perm[:N_TEST])
+        return np.sort(perm[:n_test])
     if split == "train":
-        return np.sort(perm[N_TEST:])
+        return np.sort(perm[n_test:])
     if split == "all":
-        return np.arange(len(labels))
+        return np.arange(len(perm))
     raise ValueError(f"split must be one of 'train', 'test', 'all'; got {split!r}")
+
+
+def _indices(split: str) -> np.ndarray:
+    return _split(_digits()[2], N_TEST, split)
+
+
+def _scaled(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, half_range: float, return_labels: bool):
+    x = torch.from_numpy(images[idx] / half_range - 1.0).unsqueeze(1).contiguous()
+    return (x, torch.from_numpy(labels[idx].copy())) if return_labels else x
 
 
 def load_digits_images(
@@ -85,12 +94,8 @@ def load_digits_images(
     ValueError
         If ``split`` is not one of the three names.
     """
-    idx = _indices(split)
-    images, labels, _ = _digits()
-    x = torch.from_numpy(images[idx] / (_MAX_PIXEL / 2.0) - 1.0).unsqueeze(1).contiguous()
-    if return_labels:
-        return x, torch.from_numpy(labels[idx].copy())
-    return x
+    images, labels, perm = _digits()
+    return _scaled(images, labels, _split(perm, N_TEST, split), _MAX_PIXEL / 2.0, return_labels)
 
 
 def load_digits_labels(split: Split = "train") -> torch.Tensor:
@@ -158,14 +163,7 @@ def load_mnist_images(
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be one of 'train', 'test', 'all'; got {split!r}")
     images, labels, perm = _mnist()
-    if split == "all":
-        idx = np.arange(len(labels))
-    else:
-        idx = np.sort(perm[:N_TEST_MNIST] if split == "test" else perm[N_TEST_MNIST:])
-    x = torch.from_numpy(images[idx] / 127.5 - 1.0).unsqueeze(1).contiguous()
-    if return_labels:
-        return x, torch.from_numpy(labels[idx].copy())
-    return x
+    return _scaled(images, labels, _split(perm, N_TEST_MNIST, split), 127.5, return_labels)
 
 
 MNIST_SAMPLES = Path(__file__).resolve().parent / "assets" / "mnist_samples.safetensors"
