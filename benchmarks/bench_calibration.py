@@ -14,6 +14,7 @@ likelihood and the fit statistic is -log p(y | x). Settings are ``PROPOSAL:M:MOD
 independent runs of M, one draw each) or ``one`` (one run of M, L draws), or ``replacement[:KERNEL]``.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --task sr --settings mcgdiff:4:runs mcgdiff:4:one
+    OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --model mnist --task sr --problems 64 --draws 7 --settings mcgdiff:4:runs
 
 Columns: network evaluations per draw (and backward passes), the corrected uniformity p-value, coverage of
 central 50 / 90 % intervals against nominal, the MSE of the draws' mean against x*, seconds. One line per
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 
 from smcdiff.calibration import sbc, simulate_problems
-from smcdiff.classifier import load_digit_classifier
+from smcdiff.classifier import SHIPPED_CLASSIFIERS, load_digit_classifier
 from smcdiff.cli_calibrate import calibration_sampler
 from smcdiff.likelihoods import Classifier, Quantised
 from smcdiff.masks import box_mask
@@ -38,13 +39,19 @@ from smcdiff.models import load_model
 from smcdiff.operators import Downsample, Mask
 from smcdiff.proposals import PROPOSALS
 
-TASKS = {
-    "sr": (lambda: Downsample(4), 0.05, "4x super-resolution, sigma_y = 0.05"),
-    "inpaint": (lambda: Mask(box_mask(8, 8, (2, 2, 4, 4))[0]), 0.05, "4x4 box inpainting, sigma_y = 0.05"),
-    "inpaint0": (lambda: Mask(box_mask(8, 8, (2, 2, 4, 4))[0]), 0.0, "4x4 box inpainting, noiseless"),
+def _box(side: int) -> Mask:
+    """The central box of half the side hidden (4x4 of the digits' 8x8, 14x14 of MNIST's 28x28)."""
+    return Mask(box_mask(side, side, (side // 4, side // 4, side // 2, side // 2))[0])
+
+
+TASKS = {  # name: (make the observation for a model and image side, sigma_y, description)
+    "sr": (lambda model, side: Downsample(4), 0.05, "4x super-resolution, sigma_y = 0.05"),
+    "inpaint": (lambda model, side: _box(side), 0.05, "central box inpainting (half the side), sigma_y = 0.05"),
+    "inpaint0": (lambda model, side: _box(side), 0.0, "central box inpainting (half the side), noiseless"),
     # likelihoods (twisted only): y ~ p(y | x*) from the likelihood; the fit statistic is -log p(y | x)
-    "class": (lambda: Classifier(load_digit_classifier()), 0.0, "class-conditional: y ~ the shipped classifier's p(c | x*)"),
-    "quantise": (lambda: Quantised.uniform(4, 0.05), 0.0, "4-level quantisation after a 0.05 dither"),
+    "class": (lambda model, side: Classifier(load_digit_classifier(directory=SHIPPED_CLASSIFIERS[model])), 0.0,
+              "class-conditional: y ~ the shipped classifier's p(c | x*)"),
+    "quantise": (lambda model, side: Quantised.uniform(4, 0.05), 0.0, "4-level quantisation after a 0.05 dither"),
 }
 
 
@@ -90,7 +97,8 @@ def unobserved_coverage(path: Path, task: str) -> dict[float, float] | None:
     if not task.startswith("inpaint") or not path.is_file():
         return None
     res = load_sbc(path)
-    hidden = ~TASKS[task][0]().mask.flatten()
+    side = round(sum(n.startswith("x[") for n in res.names) ** 0.5)  # one grey channel
+    hidden = ~_box(side).mask.flatten()
     cols = [i for i, n in enumerate(res.names) if n.startswith("x[") and bool(hidden[int(n[2:-1])])]
     return {q: float(interval_coverage(res.ranks[:, cols], res.draws, q).mean()) for q in (0.5, 0.9)}
 
@@ -115,6 +123,7 @@ def report(lines: Path, ranks: Path | None) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=sorted(SHIPPED_CLASSIFIERS), default="digits")
     p.add_argument("--task", choices=sorted(TASKS))
     p.add_argument("--settings", nargs="+", metavar="PROPOSAL:M:MODE")
     p.add_argument("--report", type=Path, default=None, metavar="LINES.jsonl",
@@ -137,9 +146,9 @@ def main() -> None:
     if args.task is None or not args.settings:
         p.error("--task and --settings are required (or --report)")
     torch.set_num_threads(args.threads)
-    model = load_model("digits")
+    model = load_model(args.model)
     make_op, noise, what = TASKS[args.task]
-    op = make_op()
+    op = make_op(args.model, model.event_shape[-1])
     t0 = time.perf_counter()
     x_star, y = simulate_problems(model, model.sde, op, noise, args.problems, steps=args.steps, kernel=args.kernel,
                                   generator=torch.Generator().manual_seed(args.seed))
@@ -155,7 +164,7 @@ def main() -> None:
               f"{r['mse']:.4f} | {r['seconds']:.0f} |", flush=True)
         if args.json is not None:
             with args.json.open("a") as f:
-                f.write(json.dumps({"task": args.task, "problems": args.problems, "draws": args.draws,
+                f.write(json.dumps({"model": args.model, "task": args.task, "problems": args.problems, "draws": args.draws,
                                     "steps": args.steps, **r}) + "\n")
 
 

@@ -124,3 +124,39 @@ def azula_denoiser(model):
             return DiracPosterior(sde.tweedie(x_t, t, model(x_t, t)))
 
     return ModelDenoiser()
+
+
+def ddrm_sample(model, operator, y: torch.Tensor, noise_std: float, steps: int, generator: torch.Generator,
+                eta: float = 0.85, eta_b: float = 1.0) -> torch.Tensor:
+    """DDRM (Kawar et al. 2022, Eq. 7-8) on smcdiff's SVD operators, for a VP model: one network evaluation per step.
+
+    In the variance-exploding scale x_t / alpha_t (noise level s_t = sigma_t / alpha_t) and the singular basis
+    (x_bar = V^T x, y_bar = U^T y / s_i with noise sy_i = sigma_y / s_i), from t to s with x0_bar = V^T x0_hat:
+    unobserved coefficients x0_bar + sqrt(1 - eta^2) s_s (x_bar_t - x0_bar) / s_t + eta s_s z; observed ones with
+    s_s < sy_i: x0_bar + sqrt(1 - eta^2) s_s (y_bar - x0_bar) / sy_i + eta s_s z; the others
+    (1 - eta_b) x0_bar + eta_b y_bar + sqrt(s_s^2 - eta_b^2 sy_i^2) z. ``y``: (rows, *observation); returns
+    ``(rows, *event_shape)``, the state at the last grid time in the data's scale."""
+    op = operator.bind(tuple(model.event_shape))
+    rows = y.shape[0]
+    sde = model.sde
+    x = sde.prior_sample((rows, *model.event_shape), generator=generator, dtype=torch.float32)
+    grid = model.time_grid(steps).float()
+    obs = torch.broadcast_to(op.observed, (rows, *op.coef_shape))
+    s_val = torch.broadcast_to(op.s.float(), obs.shape)
+    ybar = op.coefficients(y.float())
+    sy = torch.where(obs, noise_std / torch.where(obs, s_val, torch.ones_like(s_val)), torch.full_like(s_val, float("inf")))
+    for t_, s_ in zip(grid[:-1], grid[1:]):
+        t = t_.expand(rows)
+        with torch.no_grad():
+            x0 = sde.tweedie(x, t, model(x, t))
+        a_t, a_s = float(sde.alpha(t_)), float(sde.alpha(s_))
+        st, ss = float(sde.sigma(t_)) / a_t, float(sde.sigma(s_)) / a_s
+        x0b, xtb = op.Vt(x0), op.Vt(x / a_t)
+        z = torch.randn(x0b.shape, generator=generator)
+        free = x0b + (1 - eta**2) ** 0.5 * ss * (xtb - x0b) / st + eta * ss * z
+        safe_sy = torch.where(torch.isfinite(sy) & (sy > 0), sy, torch.ones_like(sy))
+        close = x0b + (1 - eta**2) ** 0.5 * ss * (ybar - x0b) / safe_sy + eta * ss * z
+        far = (1 - eta_b) * x0b + eta_b * ybar + (ss**2 - eta_b**2 * torch.where(torch.isfinite(sy), sy, torch.zeros_like(sy)) ** 2).clamp_min(0).sqrt() * z
+        new = torch.where(obs, torch.where(ss < sy, close, far), free)
+        x = a_s * op.V(new)
+    return x / float(sde.alpha(grid[-1]))

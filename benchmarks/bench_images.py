@@ -1,0 +1,137 @@
+"""Image restoration claims with paired statistics: SMC against DDRM and DPS at equal network evaluations per draw.
+
+On ``--n`` held-out images of the shipped ``--model`` (digits 8x8 or MNIST 28x28), each task observes every image
+and every row draws K reconstructions per image:
+
+- tasks: ``box`` (a centred box of half the side hidden: 4x4 on the digits, 14x14 on MNIST), ``half`` (the bottom
+  half hidden), ``sr4`` (4x block means), ``deblur`` (Gaussian blur, sigma 1 px); ``--noise`` sigma_y;
+- SMC rows ``PROPOSAL:M``: K independent runs of M particles per image (``restore(..., populations=K)``), one draw
+  each, at ``--steps`` ancestral steps on the model's grid: M x steps network evaluations per draw;
+- ``ddrm``: DDRM (Kawar et al. 2022, eta = 0.85, eta_b = 1) on smcdiff's SVD operators (``common.ddrm_sample``; deepinv's
+  DDRM cannot be installed next to a CPU torch here), K independent runs, at ``--peer-steps`` steps per draw;
+- ``dps``: DPS (Chung et al. 2023, zeta = 1, ``common.dps_sample``) with the residual y - A x0_hat, likewise.
+
+Per image: PSNR of the first draw against the truth, whether the classifier (the shipped one of the model) gives the
+first draw the truth's label, and K draws for the Fréchet distance (shipped classifier's features; all draws of all
+images against the truths, with a paired bootstrap over images, 200 replicates). Every row is compared with the base
+row (``--base``, default the first peer) by the mean paired difference over images and its 95 % interval.
+Also: diversity (mean per-pixel sd of the K draws), mean distinct final lineages (SMC), seconds.
+
+Example (BENCHMARKS.md, "MNIST: SMC against DDRM and DPS")::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_images.py --model mnist --task box --n 100 --draws 4 --steps 50 \\
+        --rows bootstrap:4 ddrm --peer-steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from common import ddrm_sample, dps_sample, fd_bootstrap, paired_difference
+from smcdiff import RunOptions, load_model, restore
+from smcdiff.classifier import SHIPPED_CLASSIFIERS, load_digit_classifier
+from smcdiff.data import load_digits_images, load_mnist_images
+from smcdiff.masks import box_mask
+from smcdiff.metrics import classifier_features, diversity, psnr
+from smcdiff.operators import Blur, Downsample, Mask
+from smcdiff.proposals import PROPOSALS
+
+
+def task_operator(task: str, side: int):
+    if task == "box":
+        return Mask(box_mask(side, side, (side // 4, side // 4, side // 2, side // 2))[0])
+    if task == "half":
+        return Mask(box_mask(side, side, (0, side // 2, side, side - side // 2))[0])
+    if task == "sr4":
+        return Downsample(4)
+    if task == "deblur":
+        return Blur.gaussian(1.0)
+    raise SystemExit(f"unknown task {task!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=("digits", "mnist"), default="mnist")
+    p.add_argument("--task", choices=("box", "half", "sr4", "deblur"), default="box")
+    p.add_argument("--noise", type=float, default=0.0)
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--draws", type=int, default=4)
+    p.add_argument("--steps", type=int, default=50, help="SMC steps")
+    p.add_argument("--peer-steps", type=int, default=200, help="DDRM / DPS steps (one evaluation each)")
+    p.add_argument("--rows", nargs="+", default=["bootstrap:4", "ddrm"])
+    p.add_argument("--base", default=None, help="the row the others are compared with (default: the first peer)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/images.jsonl"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    model = load_model(args.model)
+    clf = load_digit_classifier(directory=SHIPPED_CLASSIFIERS[args.model])
+    x = (load_digits_images if args.model == "digits" else load_mnist_images)("test")[: args.n]
+    n, k, side = x.shape[0], args.draws, x.shape[-1]
+    op = task_operator(args.task, side).bind(tuple(x.shape[1:]))
+    clean = op.A(x)
+    y = clean + args.noise * torch.randn(clean.shape, generator=torch.Generator().manual_seed(args.seed))
+    with torch.no_grad():
+        truth_label = clf(x).argmax(1)
+    rows, draws = {}, {}
+    for spec in args.rows:
+        g = torch.Generator().manual_seed(args.seed + 1)
+        t0 = time.perf_counter()
+        lineages = float("nan")
+        if spec in ("ddrm", "dps"):
+            yk = y.repeat_interleave(k, 0)
+            if spec == "ddrm":
+                d = ddrm_sample(model, op, yk, args.noise, args.peer_steps, g)
+                backward = 0
+            else:
+                d = dps_sample(model, lambda x0: yk - op.A(x0), n * k, args.peer_steps, g)
+                backward = args.peer_steps
+            d, evals, name = d.view(n, k, *x.shape[1:]), args.peer_steps, f"{spec.upper()}, {args.peer_steps} steps"
+        else:
+            proposal, m = spec.split(":")
+            prop = PROPOSALS[proposal]()
+            res = restore(model, y, op, noise_std=args.noise, particles=int(m), steps=args.steps, kernel="ancestral",
+                          proposal=prop, generator=g, check_data_range=False, options=RunOptions(populations=k))
+            d = res.draw(k, g)
+            evals = int(m) * args.steps * prop.evaluations_per_step
+            backward = int(m) * args.steps * prop.backward_passes_per_step
+            lineages = float(res.weighted.distinct_final().double().mean()) / k
+            name = f"{proposal} M={m} x {args.steps} steps, {k} runs"
+        seconds = time.perf_counter() - t0
+        d = d.float().clamp(-1, 1)
+        with torch.no_grad():
+            label = clf(d[:, 0]).argmax(1)
+        draws[name] = d
+        rows[name] = dict(evals=evals, backward=backward, psnr=psnr(d[:, 0], x), kept=(label == truth_label).double(),
+                          diversity=diversity(d), lineages=lineages, seconds=seconds)
+        print(f"{name}: {seconds:.0f} s", flush=True)
+    base = args.base or next((r for r in rows if r.startswith(("DDRM", "DPS"))), next(iter(rows)))
+    feats = {name: classifier_features(d.flatten(0, 1), clf).view(n, k, -1) for name, d in draws.items()}
+    fds = fd_bootstrap(feats, classifier_features(x, clf), base)
+    print(f"\n{args.model}, {args.task}, sigma_y = {args.noise:g}: {n} held-out images, K = {k} draws each; differences "
+          f"against '{base}', paired 95 % intervals over images\n")
+    print("| row | evaluations (backward) per draw | PSNR (dB) | label kept | FD, all draws | diversity | lineages per run | s |")
+    print("|---|---|---|---|---|---|---|---|")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name, r in rows.items():
+        dp, dl, f = paired_difference(r["psnr"], rows[base]["psnr"]), paired_difference(r["kept"], rows[base]["kept"]), fds[name]
+        same = name == base
+        psnr_text = f"{float(r['psnr'].mean()):.2f}" + ("" if same else f" ({dp[0]:+.2f} ± {dp[1]:.2f})")
+        kept_text = f"{100 * float(r['kept'].mean()):.1f} %" + ("" if same else f" ({100 * dl[0]:+.1f} ± {100 * dl[1]:.1f})")
+        fd_text = f"{f['fd']:.2f}" + ("" if same else f" ({f['diff']:+.2f} [{f['lo']:+.2f}, {f['hi']:+.2f}])")
+        print(f"| {name} | {r['evals']} ({r['backward']}) | {psnr_text} | {kept_text} | {fd_text} | {r['diversity']:.3f} | "
+              f"{r['lineages']:.1f} | {r['seconds']:.0f} |")
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(dict(model=args.model, task=args.task, noise=args.noise, n=n, draws=k, row=name, base=base,
+                                     evaluations=r["evals"], backward=r["backward"], psnr=float(r["psnr"].mean()), psnr_diff=dp,
+                                     label_kept=float(r["kept"].mean()), label_diff=dl, fd=f, diversity=r["diversity"],
+                                     lineages=r["lineages"], seconds=r["seconds"])) + "\n")
+
+
+if __name__ == "__main__":
+    main()
