@@ -194,9 +194,8 @@ class Problem:
     - ``observed``: bool, observed coefficients;
     - ``r``: the observation variance of each coefficient, sigma_y^2 / s_i^2 (0 when noiseless).
 
-    A non-linear :class:`~smcdiff.likelihoods.Likelihood` is carried by ``likelihood`` with its observations in
-    ``target``; then ``operator`` is a mask that observes nothing (the coefficients are the coordinates) and
-    ``y`` zeros of the particles' shape, dtype and device.
+    A non-linear :class:`~smcdiff.likelihoods.Likelihood` comes as ``likelihood`` and ``target`` (its y); ``operator``
+    then observes nothing and ``y`` holds zeros of the particles' shape, dtype and device.
     """
 
     score: ScoreFn
@@ -208,8 +207,8 @@ class Problem:
     grid: Tensor  # (N + 1,) float64, decreasing
     kernel: Kernel
     chunk_size: int | None
-    likelihood: Likelihood | None = None  # a non-linear likelihood (the operator then observes nothing)
-    target: Tensor | None = None  # what the likelihood conditions on, (B, ...) (y holds zeros of x's shape)
+    likelihood: Likelihood | None = None
+    target: Tensor | None = None  # (B, ...): what the likelihood conditions on
     ybar: Tensor = field(init=False)
     observed: Tensor = field(init=False)
     r: Tensor = field(init=False)
