@@ -23,13 +23,14 @@ from torch import Tensor
 
 from .dynamics import Callback, Kernel, check_callback, check_generator
 from .feynman_kac import WeightedSamples, run_particles
+from .likelihoods import Likelihood
 from .operators import Operator
 from .options import RunOptions, check_options
 from .proposals import BootstrapModel
 from .sampling import sample
 from .score import ScoreFn, check_chunk_size
 from .sde import SDE
-from .smc import build_problem
+from .smc import build_problem, linear_observation
 from .threads import torch_threads
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ def replacement_sample(
     if unused:
         raise ValueError(f"options {', '.join(unused)} apply to SMC only; the replacement baseline neither weighs nor resamples")
     check_generator(generator)
+    observation, noise_std = linear_observation(observation, 0.0)
+    if isinstance(observation, Likelihood) or noise_std != 0:
+        raise ValueError("the replacement baseline overwrites observed pixels: it needs a noiseless mask or operator, "
+                         f"not {observation!r}" + (f" with noise_std={noise_std:g}" if noise_std else ""))
     placement = options.where
     problem = build_problem(
         score, sde, y, observation, particles=placement.local_particles(particles), steps=steps, grid=grid,

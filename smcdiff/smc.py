@@ -1,8 +1,9 @@
-r"""Conditional sampling of p(x | y) for y = A x + sigma_y eps by SMC: the public entry point.
+r"""Conditional sampling of p(x | y) for y = A x + sigma_y eps, or any likelihood, by SMC: the public entry point.
 
-:func:`smc_sample` resolves the observation (a bool mask, the shorthand of SMCDiff's inpainting, or an
-operator of :mod:`smcdiff.operators`), checks every argument once, builds the particle model named by
-``proposal`` (:mod:`smcdiff.proposals`) and runs the one particle loop of :mod:`smcdiff.feynman_kac`.
+:func:`smc_sample` resolves the observation (a bool mask, the shorthand of SMCDiff's inpainting, an operator of
+:mod:`smcdiff.operators`, or a :class:`~smcdiff.likelihoods.Likelihood`, which only the twisted proposal takes),
+checks every argument once, builds the particle model named by ``proposal`` (:mod:`smcdiff.proposals`) and runs
+the one particle loop of :mod:`smcdiff.feynman_kac`.
 
 - ``proposal="bootstrap"``: SMCDiff (Trippe et al. 2022, the seed slides): a forward-noised trajectory
   of the observed coefficients, the reverse kernel elsewhere, weights from the kernel's law of the

@@ -407,3 +407,15 @@ def test_sbc_fit_statistic_of_a_likelihood_is_minus_log_p():
     draws = torch.tensor([[[0.1], [2.0]], [[-0.9], [3.0]]], dtype=F64)
     res = sbc(lambda yb: draws, x_star, y, 2, operator=lik, statistics=("fit",))
     assert res.ranks[:, 0].tolist() == [1, 1]
+
+
+def test_replacement_refuses_a_likelihood():
+    from smcdiff import replacement_sample
+
+    score, sde = _small_problem()
+    with pytest.raises(ValueError, match="replacement baseline overwrites observed pixels"):
+        replacement_sample(score, sde, torch.zeros(1, 2, dtype=F64), GaussianNonlinear(torch.tanh, 0.1, event_shape=(2,)),
+                           particles=2, steps=2)
+    with pytest.raises(ValueError, match="with noise_std=0.1"):
+        replacement_sample(score, sde, torch.zeros(1, 2, dtype=F64), GaussianLinear(Mask(torch.tensor([True, False])), 0.1),
+                           particles=2, steps=2)
