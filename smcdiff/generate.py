@@ -78,8 +78,7 @@ def generate(
         raise ValueError(f"label must be a class index or a non-empty sequence of them, got {label!r}")
     net = _classifier(model, classifier, device)
     likelihood = Classifier(net, temperature=temperature)
-    with torch.no_grad():
-        probe = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
+    probe = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
     classes = getattr(getattr(net, "config", None), "num_classes", None)
     if classes is not None and bool(((labels < 0) | (labels >= classes)).any()):
         raise ValueError(f"label must lie in 0..{classes - 1}, got {labels.tolist()}")
