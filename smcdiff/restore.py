@@ -212,7 +212,7 @@ def restore(
     if isinstance(operator, Likelihood):
         return _restore_likelihood(model, y, operator, particles=particles, steps=steps, grid=grid, method=method,
                                    proposal=proposal, kernel=kernel, generator=generator, denoise_last=denoise_last,
-                                   device=device, options=options, noise_std=noise_std)
+                                   device=device, options=options)
     if method == "replacement":
         if noise_std != 0:
             raise ValueError("method='replacement' overwrites the observed part and needs noise_std=0")
@@ -277,12 +277,10 @@ def _result(out, y, op, noise_std, method, proposal, particles, options, kernel,
 
 
 def _restore_likelihood(model, y, likelihood: Likelihood, *, particles, steps, grid, method, proposal, kernel, generator,
-                        denoise_last, device, options, noise_std) -> RestoreResult | None:
+                        denoise_last, device, options) -> RestoreResult | None:
     """:func:`restore` for a non-linear :class:`~smcdiff.likelihoods.Likelihood` (the twisted proposal)."""
     if method != "smc":
         raise ValueError("method='replacement' overwrites observed pixels and needs an operator; a likelihood needs method='smc'")
-    if noise_std != 0:
-        raise ValueError("noise_std belongs to the likelihood's own definition; leave it 0 with a Likelihood")
     proposal = check_proposal_observation(proposal, likelihood, 0.0)
     check_generator(generator)
     device = check_device(device)

@@ -71,11 +71,13 @@ def check_sde(sde: SDE, operator: Operator, grid: Tensor) -> None:
 def linear_observation(observation: Tensor | Operator | Likelihood, noise_std: float) -> tuple[Tensor | Operator | Likelihood, float]:
     """A :class:`~smcdiff.likelihoods.GaussianLinear` observation unwrapped into its operator and noise level (so
     that it samples exactly as the pair does); anything else as it is. A ``ValueError`` if ``noise_std`` is also
-    given and differs from the likelihood's."""
+    given and differs from the likelihood's, or is given with another likelihood (which defines its own noise)."""
     if isinstance(observation, GaussianLinear):
         if noise_std not in (0.0, observation.noise_std):
             raise ValueError(f"noise_std={noise_std:g} contradicts the observation's own noise_std={observation.noise_std:g}; give one")
         return observation.operator, observation.noise_std
+    if isinstance(observation, Likelihood) and noise_std != 0:
+        raise ValueError("noise_std belongs to the likelihood's own definition; leave it 0 with a Likelihood")
     return observation, noise_std
 
 
@@ -119,8 +121,6 @@ def build_problem(
         raise ValueError(f"sde must be an smcdiff SDE, got {type(sde).__name__}")
     observation, noise_std = linear_observation(observation, noise_std)
     if isinstance(observation, Likelihood):
-        if noise_std != 0:
-            raise ValueError("noise_std belongs to the likelihood's own definition; leave it 0 with a Likelihood")
         return _likelihood_problem(score, sde, y, observation, particles=particles, steps=steps, grid=grid,
                                    kernel=kernel, chunk_size=chunk_size)
     _check_y(y)

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from ..dynamics import Kernel, check_generator, check_noise_std
-from ..likelihoods import GaussianLinear, Likelihood
+from ..likelihoods import Likelihood
 from ..operators import Mask, Operator
 from ..sampling import sample
+from ..smc import linear_observation
 from ..score import ScoreFn
 from ..sde import SDE
 
@@ -135,13 +136,8 @@ def simulate_problems(
     check_generator(generator)
     if not isinstance(sde, SDE):
         raise ValueError(f"sde must be an smcdiff SDE, got {type(sde).__name__}")
-    if isinstance(operator, GaussianLinear):
-        if noise_std not in (0.0, operator.noise_std):
-            raise ValueError(f"noise_std={noise_std:g} contradicts the observation's own noise_std={operator.noise_std:g}")
-        operator, noise_std = operator.operator, operator.noise_std
+    operator, noise_std = linear_observation(operator, noise_std)
     likelihood = operator if isinstance(operator, Likelihood) else None
-    if likelihood is not None and noise_std != 0:
-        raise ValueError("noise_std belongs to the likelihood's own definition; pass 0 with a Likelihood")
     event_shape = _event_shape(score, event_shape if likelihood is None else (event_shape or likelihood.event_shape))
     op = None if likelihood is not None else resolve_operator(operator, event_shape, n)
     dtype, device = _placement(score, dtype, device)
