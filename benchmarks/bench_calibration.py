@@ -11,13 +11,21 @@ Tasks: ``sr`` (4x super-resolution, sigma_y = 0.05), ``inpaint`` (the central 4x
 ``inpaint0`` (the same box, noiseless); and two likelihoods for the twisted proposal, ``class`` (y a label drawn from
 the shipped classifier's p(c | x*)) and ``quantise`` (4 levels after a 0.05 dither), where y is drawn from the
 likelihood and the fit statistic is -log p(y | x). Settings are ``PROPOSAL:M:MODE[:KERNEL]`` with MODE ``runs`` (L
-independent runs of M, one draw each) or ``one`` (one run of M, L draws), or ``replacement[:KERNEL]``.
+independent runs of M, one draw each) or ``one`` (one run of M, L draws), or ``replacement[:KERNEL]``; the peers ``ddrm[:STEPS]``, ``diffpir[:STEPS]`` and ``dps[:STEPS]``
+(``benchmarks/common.py``, L independent draws, default 100 steps on the model's grid) take the identical test.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --task sr --settings mcgdiff:4:runs mcgdiff:4:one
     OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --model mnist --task sr --problems 64 --draws 7 --settings mcgdiff:4:runs
 
+``--model gaussian`` replaces the UNet by the exact score of the Gaussian fitted to the digits' training images (mean
+and covariance, on the digits model's SDE and time grid): the same test where the only error left is the sampler's,
+cheap enough for M in the hundreds.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --model gaussian --task sr --settings mcgdiff:4:runs mcgdiff:256:runs
+
 Columns: network evaluations per draw (and backward passes), the corrected uniformity p-value, coverage of
-central 50 / 90 % intervals against nominal, the MSE of the draws' mean against x*, seconds. One line per
+central 50 / 90 % intervals against nominal, the draws' mean ||A x - y||^2 over the truth's (observed coefficients
+only; above 1: the draws fit y worse than x* does), the MSE of the draws' mean against x*, seconds. One line per
 setting is printed as it finishes (``--json`` appends the figures to a file).
 """
 
@@ -33,11 +41,30 @@ import torch
 from smcdiff.calibration import sbc, simulate_problems
 from smcdiff.classifier import SHIPPED_CLASSIFIERS, load_digit_classifier
 from smcdiff.cli_calibrate import calibration_sampler
-from smcdiff.likelihoods import Classifier, Quantised
+from smcdiff.likelihoods import Classifier, Likelihood, Quantised
 from smcdiff.masks import box_mask
 from smcdiff.models import load_model
 from smcdiff.operators import Downsample, Mask
 from smcdiff.proposals import PROPOSALS
+
+class DigitsGaussian(torch.nn.Module):
+    """The exact score of N(mean, cov) fitted to the digits' training images, shaped (1, 8, 8), on the digits model's
+    SDE and time grid (``--model gaussian``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from smcdiff.data import load_digits_images
+        from smcdiff.oracle import GaussianScore
+
+        unet = load_model("digits")
+        x = load_digits_images("train").flatten(1).double()
+        cov = torch.cov(x.T) + 1e-3 * torch.eye(x.shape[1], dtype=torch.float64)
+        self.sde, self.event_shape, self.time_grid = unet.sde, unet.event_shape, unet.time_grid
+        self.score = GaussianScore(x.mean(0), cov, unet.sde)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.score(x.flatten(1).double(), t).to(x.dtype).view_as(x)
+
 
 def _box(side: int) -> Mask:
     """The central box of half the side hidden (4x4 of the digits' 8x8, 14x14 of MNIST's 28x28)."""
@@ -55,8 +82,17 @@ TASKS = {  # name: (make the observation for a model and image side, sigma_y, de
 }
 
 
+def observed_fit(op, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """||A x - y||^2 over the observed coefficients only (U^T of the residual where the operator observes), per row:
+    the noise on unobserved entries of y, which the data-fit statistic also counts, is left out."""
+    c = op.Ut(op.A(x) - y)
+    return torch.where(op.observed, c, torch.zeros_like(c)).flatten(1).square().sum(1)
+
+
 def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
     parts = spec.split(":")
+    if parts[0] in PEERS:
+        return run_peer(model, op, noise, spec, x_star, y, args)
     if parts[0] == "replacement":
         kernel = parts[1] if len(parts) > 1 else args.kernel
         method, proposal, m, mode = "replacement", None, args.draws, "runs"
@@ -72,6 +108,51 @@ def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
         model, op, draws=args.draws, noise_std=noise, steps=args.steps, kernel=kernel, generator=g, method=method,
         proposal=proposal, particles=m, populations=populations, chunk_size=args.chunk_size,
     )
+    return finish(spec, kernel, sampler, per_draw, backward_per_draw(proposal, per_draw), op, model, x_star, y, args)
+
+
+def backward_per_draw(proposal, per_draw: float) -> float:
+    return 0 if proposal is None else per_draw * proposal.backward_passes_per_step / proposal.evaluations_per_step
+
+
+PEERS = ("ddrm", "diffpir", "dps")
+
+
+def run_peer(model, op, noise, spec: str, x_star, y, args) -> dict:
+    """A peer sampler (``ddrm``, ``diffpir``, ``dps``; ``:STEPS``, default 100) on the identical test: L independent
+    draws per problem, one network evaluation (DPS: and one backward pass) per step."""
+    from common import ddrm_sample, diffpir_sample, dps_sample
+
+    parts = spec.split(":")
+    steps = int(parts[1]) if len(parts) > 1 else 100
+    if isinstance(op, Likelihood):
+        raise SystemExit(f"{spec}: the peers take linear-Gaussian tasks only")
+    g = torch.Generator().manual_seed(args.seed + 1)
+    bound = op.bind(tuple(model.event_shape))
+
+    def sampler(yb: torch.Tensor) -> torch.Tensor:
+        yk = yb.repeat_interleave(args.draws, 0)
+        if parts[0] == "dps":
+            d = dps_sample(model, lambda x0: yk - bound.A(x0), yk.shape[0], steps, g)
+        else:
+            d = (ddrm_sample if parts[0] == "ddrm" else diffpir_sample)(model, bound, yk, noise, steps, g)
+        return d.detach().view(yb.shape[0], args.draws, *model.event_shape)
+
+    return finish(spec, "–", sampler, float(steps), float(steps) if parts[0] == "dps" else 0.0, op, model, x_star, y, args)
+
+
+def finish(spec, kernel, sampler, per_draw, backward, op, model, x_star, y, args) -> dict:
+    """Run :func:`sbc` on ``sampler`` and collect the figures of one setting."""
+    fits = []
+    if not isinstance(op, Likelihood):
+        op = op.bind(tuple(model.event_shape))
+        inner = sampler
+
+        def sampler(yb: torch.Tensor) -> torch.Tensor:  # records the draws' fit to y for the fit ratio
+            d = inner(yb)
+            fits.append(observed_fit(op, d.flatten(0, 1), yb.repeat_interleave(d.shape[1], 0)))
+            return d
+
     t0 = time.perf_counter()
     res = sbc(sampler, x_star, y, args.draws, operator=op, batch_size=args.batch, generator=torch.Generator().manual_seed(args.seed + 2))
     seconds = time.perf_counter() - t0
@@ -82,8 +163,8 @@ def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
     adjusted = res.adjusted_p_values
     fit = [i for i, n in enumerate(res.names) if n == "fit"]
     rest = [i for i, n in enumerate(res.names) if n != "fit"]
-    backward = 0 if proposal is None else per_draw * proposal.backward_passes_per_step / proposal.evaluations_per_step
-    return dict(setting=spec, kernel=kernel, evaluations_per_draw=per_draw, backward_per_draw=backward, p=res.p_value,
+    fit_ratio = float(torch.cat(fits).mean() / observed_fit(op, x_star, y).mean()) if fits else float("nan")
+    return dict(setting=spec, kernel=kernel, fit_ratio=fit_ratio, evaluations_per_draw=per_draw, backward_per_draw=backward, p=res.p_value,
                 p_fit=float(adjusted[fit].min()) if fit else float("nan"), p_pixels=float(adjusted[rest].min()),
                 coverage50=cov[0.5], coverage90=cov[0.9], coverage90_se=res.coverage_se(0.9), mse=res.mse,
                 seconds=seconds, verdict=res.verdict(0.01))
@@ -111,19 +192,21 @@ def report(lines: Path, ranks: Path | None) -> None:
         r = json.loads(line)
         rows[(r["task"], r["setting"])] = r
     print("| task | setting | evaluations (backward) per draw | corrected p: all (pixels and directions; fit) "
-          "| coverage 50 % / 90 % | unobserved pixels: 50 % / 90 % | MSE of the mean | s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| coverage 50 % / 90 % | unobserved pixels: 50 % / 90 % | fit / truth's fit | MSE of the mean | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (task, spec), r in rows.items():
         hidden = None if ranks is None else unobserved_coverage(ranks / f"{task}-{spec.replace(':', '-')}.npz", task)
         split = f" ({r['p_pixels']:.2g}; {r['p_fit']:.2g})" if "p_fit" in r else ""
         hid = "–" if hidden is None else f"{100 * hidden[0.5]:.1f} / {100 * hidden[0.9]:.1f}"
         print(f"| {task} | {spec} | {r['evaluations_per_draw']:.0f} ({r['backward_per_draw']:.0f}) | {r['p']:.2g}{split} | "
-              f"{100 * r['coverage50']:.1f} / {100 * r['coverage90']:.1f} | {hid} | {r['mse']:.4f} | {r['seconds']:.0f} |")
+              f"{100 * r['coverage50']:.1f} / {100 * r['coverage90']:.1f} | {hid} | {r.get('fit_ratio', float('nan')):.3f} | "
+              f"{r['mse']:.4f} | {r['seconds']:.0f} |")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=sorted(SHIPPED_CLASSIFIERS), default="digits")
+    p.add_argument("--model", choices=[*sorted(SHIPPED_CLASSIFIERS), "gaussian"], default="digits",
+                   help="a shipped model, or gaussian: the exact score of the digits' Gaussian fit (default %(default)s)")
     p.add_argument("--task", choices=sorted(TASKS))
     p.add_argument("--settings", nargs="+", metavar="PROPOSAL:M:MODE")
     p.add_argument("--report", type=Path, default=None, metavar="LINES.jsonl",
@@ -146,22 +229,22 @@ def main() -> None:
     if args.task is None or not args.settings:
         p.error("--task and --settings are required (or --report)")
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = DigitsGaussian() if args.model == "gaussian" else load_model(args.model)
     make_op, noise, what = TASKS[args.task]
-    op = make_op(args.model, model.event_shape[-1])
+    op = make_op("digits" if args.model == "gaussian" else args.model, model.event_shape[-1])
     t0 = time.perf_counter()
     x_star, y = simulate_problems(model, model.sde, op, noise, args.problems, steps=args.steps, kernel=args.kernel,
                                   generator=torch.Generator().manual_seed(args.seed))
     print(f"{what}: R = {args.problems} problems from the model's prior ({args.steps} {args.kernel} steps, "
           f"{time.perf_counter() - t0:.0f} s), L = {args.draws} draws each")
     print("| setting | evaluations (backward) per draw | corrected p: all (pixels and directions; fit) | coverage 50 % "
-          "| coverage 90 % | MSE of the mean | s |")
-    print("|---|---|---|---|---|---|---|")
+          "| coverage 90 % | fit / truth's fit | MSE of the mean | s |")
+    print("|---|---|---|---|---|---|---|---|")
     for spec in args.settings:
         r = run_setting(model, op, noise, spec, x_star, y, args)
         print(f"| {spec} | {r['evaluations_per_draw']:.0f} ({r['backward_per_draw']:.0f}) | {r['p']:.2g} ({r['p_pixels']:.2g}; {r['p_fit']:.2g}) | "
               f"{100 * r['coverage50']:.1f} | {100 * r['coverage90']:.1f} ± {100 * r['coverage90_se']:.1f} | "
-              f"{r['mse']:.4f} | {r['seconds']:.0f} |", flush=True)
+              f"{r['fit_ratio']:.3f} | {r['mse']:.4f} | {r['seconds']:.0f} |", flush=True)
         if args.json is not None:
             with args.json.open("a") as f:
                 f.write(json.dumps({"model": args.model, "task": args.task, "problems": args.problems, "draws": args.draws,

@@ -5,11 +5,13 @@ and every row draws K reconstructions per image:
 
 - tasks: ``box`` (a centred box of half the side hidden: 4x4 on the digits, 14x14 on MNIST), ``half`` (the bottom
   half hidden), ``sr4`` (4x block means), ``deblur`` (Gaussian blur, sigma 1 px); ``--noise`` sigma_y;
-- SMC rows ``PROPOSAL:M``: K independent runs of M particles per image (``restore(..., populations=K)``), one draw
-  each, at ``--steps`` ancestral steps on the model's grid: M x steps network evaluations per draw;
+- SMC rows ``PROPOSAL:M[:STEPS[:one]]``: K independent runs of M particles per image (``restore(..., populations=K)``),
+  one draw each, at STEPS (default ``--steps``) ancestral steps on the model's grid: M x steps network evaluations per
+  draw; with ``:one``, K draws from one run of M particles (M x steps / K evaluations per draw);
 - ``ddrm``: DDRM (Kawar et al. 2022, eta = 0.85, eta_b = 1) on smcdiff's SVD operators (``common.ddrm_sample``; deepinv's
   DDRM cannot be installed next to a CPU torch here), K independent runs, at ``--peer-steps`` steps per draw;
-- ``dps``: DPS (Chung et al. 2023, zeta = 1, ``common.dps_sample``) with the residual y - A x0_hat, likewise.
+- ``dps``: DPS (Chung et al. 2023, zeta = 1, ``common.dps_sample``) with the residual y - A x0_hat, likewise;
+- ``diffpir``: DiffPIR (Zhu et al. 2023, lambda = 7, zeta = 1, ``common.diffpir_sample``), likewise.
 
 Per image: PSNR of the first draw against the truth, whether the classifier (the shipped one of the model) gives the
 first draw the truth's label, and K draws for the Fréchet distance (shipped classifier's features; all draws of all
@@ -17,7 +19,7 @@ images against the truths, with a paired bootstrap over images, 200 replicates).
 row (``--base``, default the first peer) by the mean paired difference over images and its 95 % interval.
 Also: diversity (mean per-pixel sd of the K draws), mean distinct final lineages (SMC), seconds.
 
-Example (BENCHMARKS.md, "MNIST: SMC against DDRM and DPS")::
+Example (BENCHMARKS.md, "MNIST: SMC against DDRM and DiffPIR (paired)")::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_images.py --model mnist --task box --n 100 --draws 4 --steps 50 \\
         --rows bootstrap:4 ddrm --peer-steps 200
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from common import ddrm_sample, dps_sample, fd_bootstrap, paired_difference
+from common import ddrm_sample, diffpir_sample, dps_sample, fd_bootstrap, paired_difference
 from smcdiff import RunOptions, load_model, restore
 from smcdiff.classifier import SHIPPED_CLASSIFIERS, load_digit_classifier
 from smcdiff.data import load_digits_images, load_mnist_images
@@ -52,6 +54,19 @@ def task_operator(task: str, side: int):
     if task == "deblur":
         return Blur.gaussian(1.0)
     raise SystemExit(f"unknown task {task!r}")
+
+
+PEER_NAMES = {"ddrm": "DDRM", "dps": "DPS", "diffpir": "DiffPIR"}
+
+
+def parse_smc_row(spec: str, default_steps: int) -> tuple[str, int, int, bool]:
+    """``PROPOSAL:M[:STEPS[:one]]`` -> (proposal, M, steps, one run?)."""
+    parts = spec.split(":")
+    if not 2 <= len(parts) <= 4 or parts[0] not in PROPOSALS or (len(parts) == 4 and parts[3] != "one"):
+        raise SystemExit(f"--rows: expected ddrm, dps, diffpir or PROPOSAL:M[:STEPS[:one]] with PROPOSAL in "
+                         f"{sorted(PROPOSALS)}, got {spec!r}")
+    steps = int(parts[2]) if len(parts) > 2 else default_steps
+    return parts[0], int(parts[1]), steps, len(parts) == 4
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,25 +98,26 @@ def main(argv: list[str] | None = None) -> None:
         g = torch.Generator().manual_seed(args.seed + 1)
         t0 = time.perf_counter()
         lineages = float("nan")
-        if spec in ("ddrm", "dps"):
+        if spec in ("ddrm", "dps", "diffpir"):
             yk = y.repeat_interleave(k, 0)
-            if spec == "ddrm":
-                d = ddrm_sample(model, op, yk, args.noise, args.peer_steps, g)
+            if spec in ("ddrm", "diffpir"):
+                d = (ddrm_sample if spec == "ddrm" else diffpir_sample)(model, op, yk, args.noise, args.peer_steps, g)
                 backward = 0
             else:
                 d = dps_sample(model, lambda x0: yk - op.A(x0), n * k, args.peer_steps, g)
                 backward = args.peer_steps
-            d, evals, name = d.view(n, k, *x.shape[1:]), args.peer_steps, f"{spec.upper()}, {args.peer_steps} steps"
+            d, evals, name = d.view(n, k, *x.shape[1:]), args.peer_steps, f"{PEER_NAMES[spec]}, {args.peer_steps} steps"
         else:
-            proposal, m = spec.split(":")
+            proposal, m, steps, one = parse_smc_row(spec, args.steps)
             prop = PROPOSALS[proposal]()
-            res = restore(model, y, op, noise_std=args.noise, particles=int(m), steps=args.steps, kernel="ancestral",
-                          proposal=prop, generator=g, check_data_range=False, options=RunOptions(populations=k))
+            runs = 1 if one else k
+            res = restore(model, y, op, noise_std=args.noise, particles=m, steps=steps, kernel="ancestral",
+                          proposal=prop, generator=g, check_data_range=False, options=RunOptions(populations=runs))
             d = res.draw(k, g)
-            evals = int(m) * args.steps * prop.evaluations_per_step
-            backward = int(m) * args.steps * prop.backward_passes_per_step
-            lineages = float(res.weighted.distinct_final().double().mean()) / k
-            name = f"{proposal} M={m} x {args.steps} steps, {k} runs"
+            evals = m * steps * prop.evaluations_per_step * runs // k
+            backward = m * steps * prop.backward_passes_per_step * runs // k
+            lineages = float(res.weighted.distinct_final().double().mean()) / runs
+            name = f"{proposal} M={m} x {steps} steps, " + ("one run" if one else f"{k} runs")
         seconds = time.perf_counter() - t0
         d = d.float().clamp(-1, 1)
         with torch.no_grad():
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         rows[name] = dict(evals=evals, backward=backward, psnr=psnr(d[:, 0], x), kept=(label == truth_label).double(),
                           diversity=diversity(d), lineages=lineages, seconds=seconds)
         print(f"{name}: {seconds:.0f} s", flush=True)
-    base = args.base or next((r for r in rows if r.startswith(("DDRM", "DPS"))), next(iter(rows)))
+    base = args.base or next((r for r in rows if r.startswith(tuple(PEER_NAMES.values()))), next(iter(rows)))
     feats = {name: classifier_features(d.flatten(0, 1), clf).view(n, k, -1) for name, d in draws.items()}
     fds = fd_bootstrap(feats, classifier_features(x, clf), base)
     print(f"\n{args.model}, {args.task}, sigma_y = {args.noise:g}: {n} held-out images, K = {k} draws each; differences "

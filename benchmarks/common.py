@@ -97,6 +97,43 @@ def dps_sample(model, residual, rows: int, steps: int, generator: torch.Generato
     return x
 
 
+def _svd_start(model, operator, y: torch.Tensor, steps: int, generator: torch.Generator):
+    """What DDRM and DiffPIR start from: the bound operator, the SDE, a prior draw of ``y.shape[0]`` rows, the grid,
+    and the observed mask, singular values and y_bar = U^T y / s on the coefficient grid, per row."""
+    op = operator.bind(tuple(model.event_shape))
+    sde = model.sde
+    x = sde.prior_sample((y.shape[0], *model.event_shape), generator=generator, dtype=torch.float32)
+    obs = torch.broadcast_to(op.observed, (y.shape[0], *op.coef_shape))
+    return op, sde, x, model.time_grid(steps).float(), obs, torch.broadcast_to(op.s.float(), obs.shape), op.coefficients(y.float())
+
+
+def diffpir_sample(model, operator, y: torch.Tensor, noise_std: float, steps: int, generator: torch.Generator,
+                   lam: float = 7.0, zeta: float = 1.0) -> torch.Tensor:
+    """DiffPIR (Zhu et al. 2023, Algorithm 1) on smcdiff's SVD operators, for a VP model: one network evaluation per
+    step, deepinv's defaults lambda = 7, zeta = 1.
+
+    From t to s: x0 = Tweedie's denoiser; the data step x0' = argmin ||y - A x||^2 + rho_t ||x - x0||^2
+    with rho_t = lambda sigma_y^2 / (sigma_t / alpha_t)^2, solved in the singular basis (observed coefficient i:
+    (s_i^2 y_bar_i + rho_t x0_bar_i) / (s_i^2 + rho_t); sigma_y = 0 projects onto A x = y); then
+    x_s = alpha_s x0' + sigma_s (sqrt(1 - zeta) eps_hat + sqrt(zeta) z) with eps_hat = (x_t - alpha_t x0') / sigma_t.
+    ``y``: (rows, *observation); returns ``(rows, *event_shape)``, the state at the last grid time in the data's scale."""
+    op, sde, x, grid, obs, s_val, ybar = _svd_start(model, operator, y, steps, generator)
+    rows, s2 = y.shape[0], s_val.square()
+    for t_, s_ in zip(grid[:-1], grid[1:]):
+        t = t_.expand(rows)
+        with torch.no_grad():
+            x0 = sde.tweedie(x, t, model(x, t))
+        a_t, a_s, sig_t, sig_s = (float(v) for v in (sde.alpha(t_), sde.alpha(s_), sde.sigma(t_), sde.sigma(s_)))
+        rho = lam * noise_std**2 / (sig_t / a_t) ** 2
+        x0b = op.Vt(x0)
+        x0b = torch.where(obs, (s2 * ybar + rho * x0b) / (s2 + rho), x0b)
+        x0 = op.V(x0b)
+        eps = (x - a_t * x0) / sig_t
+        z = torch.randn(x.shape, generator=generator)
+        x = a_s * x0 + sig_s * ((1 - zeta) ** 0.5 * eps + zeta**0.5 * z)
+    return x / float(sde.alpha(grid[-1]))
+
+
 def azula_denoiser(model):
     """An smcdiff score model as an azula 0.11 ``Denoiser`` (``pip install --no-deps azula``): azula's time u in
     [0, 1] is mapped linearly onto the model's [eps, T], its schedule is the model SDE's alpha and sigma, and the
@@ -136,14 +173,8 @@ def ddrm_sample(model, operator, y: torch.Tensor, noise_std: float, steps: int, 
     s_s < sy_i: x0_bar + sqrt(1 - eta^2) s_s (y_bar - x0_bar) / sy_i + eta s_s z; the others
     (1 - eta_b) x0_bar + eta_b y_bar + sqrt(s_s^2 - eta_b^2 sy_i^2) z. ``y``: (rows, *observation); returns
     ``(rows, *event_shape)``, the state at the last grid time in the data's scale."""
-    op = operator.bind(tuple(model.event_shape))
+    op, sde, x, grid, obs, s_val, ybar = _svd_start(model, operator, y, steps, generator)
     rows = y.shape[0]
-    sde = model.sde
-    x = sde.prior_sample((rows, *model.event_shape), generator=generator, dtype=torch.float32)
-    grid = model.time_grid(steps).float()
-    obs = torch.broadcast_to(op.observed, (rows, *op.coef_shape))
-    s_val = torch.broadcast_to(op.s.float(), obs.shape)
-    ybar = op.coefficients(y.float())
     sy = torch.where(obs, noise_std / torch.where(obs, s_val, torch.ones_like(s_val)), torch.full_like(s_val, float("inf")))
     for t_, s_ in zip(grid[:-1], grid[1:]):
         t = t_.expand(rows)
