@@ -159,7 +159,7 @@ def finish(spec, kernel, sampler, per_draw, backward, op, model, x_star, y, args
     cov = res.coverage((0.5, 0.9))
     if args.save_dir is not None:
         args.save_dir.mkdir(parents=True, exist_ok=True)
-        res.save(args.save_dir / f"{args.task}-{spec.replace(':', '-')}.npz")
+        res.save(args.save_dir / ranks_name(args.task, spec, kernel))
     adjusted = res.adjusted_p_values
     fit = [i for i, n in enumerate(res.names) if n == "fit"]
     rest = [i for i, n in enumerate(res.names) if n != "fit"]
@@ -168,6 +168,13 @@ def finish(spec, kernel, sampler, per_draw, backward, op, model, x_star, y, args
                 p_fit=float(adjusted[fit].min()) if fit else float("nan"), p_pixels=float(adjusted[rest].min()),
                 coverage50=cov[0.5], coverage90=cov[0.9], coverage90_se=res.coverage_se(0.9), mse=res.mse,
                 seconds=seconds, verdict=res.verdict(0.01))
+
+
+def ranks_name(task: str, spec: str, kernel: str) -> str:
+    """The file a setting's ranks are kept in (``--save-dir``); a kernel other than the ancestral one is part of the
+    name, so that the same setting on both kernels keeps both."""
+    suffix = "" if kernel in ("ancestral", "–") else f"-{kernel}"
+    return f"{task}-{spec.replace(':', '-')}{suffix}.npz"
 
 
 def unobserved_coverage(path: Path, task: str) -> dict[float, float] | None:
@@ -190,12 +197,13 @@ def report(lines: Path, ranks: Path | None) -> None:
     rows: dict[tuple[str, str], dict] = {}
     for line in lines.read_text().splitlines():
         r = json.loads(line)
-        rows[(r["task"], r["setting"])] = r
+        rows[(r["task"], r["setting"], r.get("kernel", "ancestral"))] = r
     print("| task | setting | evaluations (backward) per draw | corrected p: all (pixels and directions; fit) "
           "| coverage 50 % / 90 % | unobserved pixels: 50 % / 90 % | fit / truth's fit | MSE of the mean | s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for (task, spec), r in rows.items():
-        hidden = None if ranks is None else unobserved_coverage(ranks / f"{task}-{spec.replace(':', '-')}.npz", task)
+    for (task, spec, kernel), r in rows.items():
+        hidden = None if ranks is None else unobserved_coverage(ranks / ranks_name(task, spec, kernel), task)
+        spec = spec if kernel in ("ancestral", "–") else f"{spec}, {kernel}"
         split = f" ({r['p_pixels']:.2g}; {r['p_fit']:.2g})" if "p_fit" in r else ""
         hid = "–" if hidden is None else f"{100 * hidden[0.5]:.1f} / {100 * hidden[0.9]:.1f}"
         print(f"| {task} | {spec} | {r['evaluations_per_draw']:.0f} ({r['backward_per_draw']:.0f}) | {r['p']:.2g}{split} | "
