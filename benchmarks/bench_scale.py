@@ -13,8 +13,9 @@ Methods, each on the inpainting of a hidden centred box of half the side (noisel
 - ``twisted``: one evaluation and one backward pass per particle-step; with ``--chunk-size`` too.
 
 Each point runs in a fresh process (peak memory: ``ru_maxrss`` on CPU, ``torch.cuda.max_memory_allocated`` on
-CUDA), times ``--steps`` steps after one warm-up step, and reports seconds per particle-step; the ratio of
-each SMC method to ``plain`` at the same M (equal network evaluations) is printed as a table.
+CUDA), times ``--steps`` steps after one warm-up step, and reports seconds per particle-step (with
+``--repeats R``: the lower median of R measurements, the methods alternating); the ratio of each SMC method to
+``plain`` at the same M (equal network evaluations) is printed as a table.
 
 Examples::
 
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--particles", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--steps", type=int, default=3, help="timed steps per point (after one warm-up step)")
     p.add_argument("--chunk-size", type=int, default=None, help="also run twisted with this chunk size")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure each point this many times, the methods alternating, and report the median")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("results/scale.jsonl"))
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -137,14 +140,25 @@ def main(argv: list[str] | None = None) -> None:
             points = [(method, None, 0.0) for method in args.methods]
             if "twisted" in args.methods and args.chunk_size is not None:
                 points.append(("twisted", args.chunk_size, 0.0))
-            for method, chunk, noise in points:
-                spec = dict(name=name, method=method, m=m, steps=args.steps, chunk=chunk, noise=noise, device=args.device)
-                proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, cwd=ROOT)
-                if proc.returncode != 0:
-                    last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-                    row = dict(model=name, method=method, particles=m, chunk_size=chunk, error=last, device=args.device)
+            times: dict[int, list[dict]] = {i: [] for i in range(len(points))}
+            for _ in range(args.repeats):  # alternate the methods, so that a slow spell hits all of them
+                for i, (method, chunk, noise) in enumerate(points):
+                    spec = dict(name=name, method=method, m=m, steps=args.steps, chunk=chunk, noise=noise, device=args.device)
+                    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                                          capture_output=True, text=True, cwd=ROOT)
+                    if proc.returncode != 0:
+                        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+                        times[i].append(dict(model=name, method=method, particles=m, chunk_size=chunk, error=last, device=args.device))
+                    else:
+                        times[i].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            for i in range(len(points)):
+                ok = [r for r in times[i] if "error" not in r]
+                if not ok:
+                    row = times[i][-1]
                 else:
-                    row = json.loads(proc.stdout.strip().splitlines()[-1])
+                    seconds = sorted(r["seconds_per_particle_step"] for r in ok)
+                    row = dict(ok[0], seconds_per_particle_step=seconds[(len(seconds) - 1) // 2], repeats=len(ok),
+                               peak_mb=max(r["peak_mb"] for r in ok))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 with args.out.open("a") as f:

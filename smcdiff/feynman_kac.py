@@ -212,6 +212,7 @@ class Problem:
     ybar: Tensor = field(init=False)
     observed: Tensor = field(init=False)
     r: Tensor = field(init=False)
+    _coefficients: dict = field(init=False, repr=False, compare=False, default_factory=dict)  # t -> coefficients_at(t)
 
     def __post_init__(self) -> None:
         op, y = self.operator, self.y
@@ -263,11 +264,14 @@ class Problem:
         return v.reshape(b, m, -1)[..., :1].reshape(b, m, *([1] * len(self.operator.coef_shape)))
 
     def coefficients_at(self, t: float) -> tuple[Tensor, Tensor]:
-        """alpha(t) and sigma(t)^2 on the coefficient grid, ``(1, 1, *coef)`` or ``(1, 1, 1, ...)``."""
-        like = self.y
-        c = self.sde.coefficients(torch.tensor([t], dtype=like.dtype, device=like.device), len(self.event_shape), like=like)
-        alpha, sigma2 = (v.expand(1, *self.event_shape)[None] for v in (c.alpha, c.sigma2))
-        return self.schedule_to_coef(alpha), self.schedule_to_coef(sigma2)
+        """alpha(t) and sigma(t)^2 on the coefficient grid, ``(1, 1, *coef)`` or ``(1, 1, 1, ...)``; once per time."""
+        if t not in self._coefficients:
+            like = self.y
+            tt = torch.tensor([t], dtype=like.dtype, device=like.device)
+            c = self.sde.coefficients(tt, len(self.event_shape), like=like)
+            alpha, sigma2 = (v.expand(1, *self.event_shape)[None] for v in (c.alpha, c.sigma2))
+            self._coefficients[t] = (self.schedule_to_coef(alpha), self.schedule_to_coef(sigma2))
+        return self._coefficients[t]
 
     def prior_var_coef(self) -> Tensor:
         """Variance of the prior at T on the coefficient grid, ``(1, 1, *coef)`` or ``(1, 1, 1, ...)``."""

@@ -74,6 +74,7 @@ class SDE(ABC):
 
     # ---- helpers ----
     def _p(self, like: Tensor) -> dict[str, Tensor]:
+        """The hooks' parameters at the times ``like`` (here: the schedule's constants on its device and dtype)."""
         key = (like.device, like.dtype)
         if key not in self._cache:
             self._cache[key] = {n: v.to(device=like.device, dtype=like.dtype) for n, v in self._params.items()}
@@ -169,8 +170,10 @@ class SDE(ABC):
         a, var = self._transition_coefficients(s, t, x_s.ndim - 1, like=x_s)
         return a * x_s, var.sqrt().expand_as(x_s)
 
-    def _transition_coefficients(self, s: Tensor, t: Tensor, event_ndim: int, like: Tensor) -> tuple[Tensor, Tensor]:
-        cs = self.coefficients(s, event_ndim, like)
+    def _transition_coefficients(
+        self, s: Tensor, t: Tensor, event_ndim: int, like: Tensor, cs: Coefficients | None = None
+    ) -> tuple[Tensor, Tensor]:
+        cs = self.coefficients(s, event_ndim, like) if cs is None else cs
         ct = self.coefficients(t, event_ndim, like)
         a = ct.alpha / cs.alpha
         return a, (ct.sigma2 - a**2 * cs.sigma2).clamp_min(0.0)
@@ -190,7 +193,7 @@ class SDE(ABC):
         """
         event_ndim = x0.ndim - 1
         cs = self.coefficients(s, event_ndim, like=x0)
-        a, var_ts = self._transition_coefficients(s, t, event_ndim, like=x0)
+        a, var_ts = self._transition_coefficients(s, t, event_ndim, like=x0, cs=cs)
         var_t = var_ts + a**2 * cs.sigma2
         mean = (var_ts * cs.alpha * x0 + a * cs.sigma2 * x_t) / var_t
         var = cs.sigma2 * var_ts / var_t

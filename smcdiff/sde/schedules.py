@@ -182,21 +182,21 @@ class TabulatedVP(SDE):
             self._tables[key] = (knots, vals, slopes)
         return self._tables[key]
 
-    def _segment(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _p(self, t: Tensor) -> dict[str, Tensor]:
+        """The table's segment at each time of ``t``, looked up once per :meth:`coefficients` call."""
         knots, vals, slopes = self._table(t)
         idx = torch.searchsorted(knots, t.reshape(-1).contiguous(), right=True).clamp(1, slopes.numel()) - 1
         idx = idx.reshape(t.shape)
-        return knots[idx], vals[idx], slopes[idx]
+        return {"k0": knots[idx], "v0": vals[idx], "slope": slopes[idx]}
 
     def _log_alpha(self, t, p):
-        k0, v0, slope = self._segment(t)
-        return 0.5 * (v0 + slope * (t - k0))
+        return 0.5 * (p["v0"] + p["slope"] * (t - p["k0"]))
 
     def _sigma2(self, t, p):
         return -torch.expm1(2 * self._log_alpha(t, p))
 
     def _drift(self, t, p):
-        return 0.5 * self._segment(t)[2]
+        return 0.5 * p["slope"]
 
     def _dsigma2(self, t, p):
         return -2 * self._drift(t, p) * torch.exp(2 * self._log_alpha(t, p))
