@@ -14,7 +14,8 @@ Methods, each on the inpainting of a hidden centred box of half the side (noisel
 
 Each point runs in a fresh process (peak memory: ``ru_maxrss`` on CPU, ``torch.cuda.max_memory_allocated`` on
 CUDA), times ``--steps`` steps after one warm-up step, and reports seconds per particle-step (with
-``--repeats R``: the lower median of R measurements, the methods alternating); the ratio of each SMC method to
+``--repeats R``: the lower median of R measurements, the methods alternating; ``--clock cpu``: the process's CPU
+time instead of wall clock, for single-threaded runs on a CPU that other jobs share); the ratio of each SMC method to
 ``plain`` at the same M (equal network evaluations) is printed as a table.
 
 Examples::
@@ -104,8 +105,9 @@ def measure(name: str, method: str, m: int, steps: int, chunk: int | None, noise
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run(steps)
+    cpu = time.process_time() - c0
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20
@@ -113,7 +115,8 @@ def measure(name: str, method: str, m: int, steps: int, chunk: int | None, noise
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     seconds = time.perf_counter() - t0
     return dict(model=name, method=method, particles=m, chunk_size=chunk, noise=noise, steps=steps,
-                seconds_per_particle_step=seconds / (steps * m), peak_mb=peak, device=device,
+                seconds_per_particle_step=seconds / (steps * m), cpu_seconds_per_particle_step=cpu / (steps * m),
+                peak_mb=peak, device=device,
                 parameters=sum(p.numel() for p in model.parameters()))
 
 
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--particles", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--steps", type=int, default=3, help="timed steps per point (after one warm-up step)")
     p.add_argument("--chunk-size", type=int, default=None, help="also run twisted with this chunk size")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: this process's CPU time, for single-threaded runs on a busy CPU machine")
     p.add_argument("--repeats", type=int, default=1,
                    help="measure each point this many times, the methods alternating, and report the median")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -156,8 +161,9 @@ def main(argv: list[str] | None = None) -> None:
                 if not ok:
                     row = times[i][-1]
                 else:
-                    seconds = sorted(r["seconds_per_particle_step"] for r in ok)
-                    row = dict(ok[0], seconds_per_particle_step=seconds[(len(seconds) - 1) // 2], repeats=len(ok),
+                    key = "cpu_seconds_per_particle_step" if args.clock == "cpu" else "seconds_per_particle_step"
+                    seconds = sorted(r[key] for r in ok)
+                    row = dict(ok[0], seconds_per_particle_step=seconds[(len(seconds) - 1) // 2], clock=args.clock, repeats=len(ok),
                                peak_mb=max(r["peak_mb"] for r in ok))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
