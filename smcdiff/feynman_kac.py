@@ -15,13 +15,11 @@ lineage bookkeeping, chunked score calls, callbacks and the :class:`WeightedSamp
     log w += model.final_log_potential(x_0)   (models that weigh a move after making it)
     x_0 = model.finalize(x_0)
 
-Weighting before moving is the auxiliary-particle-filter order of SMCDiff (Trippe et al. 2022) and of
-MCGdiff's locally optimal proposal (Cardoso et al. 2024): the weight of a move depends only on where a
-particle starts, so resampling first spends the particles on the promising starts.
-
-What involves a row's particles together (normalising the weights, the ESS, drawing ancestors,
-reordering particle rows, the output) goes through a :class:`Placement`: by default all M particles
-live in this process; :mod:`smcdiff.distributed` spreads them over processes with the same loop.
+Weighting before moving is the auxiliary-particle-filter order of SMCDiff (Trippe et al. 2022) and of MCGdiff's
+locally optimal proposal (Cardoso et al. 2024): the weight of a move depends only on where a particle starts, so
+resampling first spends the particles on the promising starts. What involves a row's particles together (weights,
+ESS, ancestors, reordering, output) goes through a :class:`Placement`: by default all M particles live in this
+process; :mod:`smcdiff.distributed` spreads them over processes with the same loop.
 """
 
 from __future__ import annotations
@@ -255,8 +253,8 @@ class Problem:
     def schedule_to_coef(self, v: Tensor) -> Tensor:
         """A per-particle schedule quantity ``(B, M, *event)`` (or broadcastable) on the coefficient grid.
 
-        For a mask (V = I) it is used as is; otherwise the SDE is uniform (checked by
-        :func:`check_sde`), so one value per particle describes every coefficient.
+        For a mask (V = I) it is used as is; otherwise the SDE is uniform (checked by :func:`check_sde`), so one
+        value per particle describes every coefficient.
         """
         if self.operator.coordinatewise:
             return v
@@ -266,9 +264,7 @@ class Problem:
     def coefficients_at(self, t: float) -> tuple[Tensor, Tensor]:
         """alpha(t) and sigma(t)^2 on the coefficient grid, ``(1, 1, *coef)`` or ``(1, 1, 1, ...)``; once per time."""
         if t not in self._coefficients:
-            like = self.y
-            tt = torch.tensor([t], dtype=like.dtype, device=like.device)
-            c = self.sde.coefficients(tt, len(self.event_shape), like=like)
+            c = self.sde.coefficients(torch.tensor([t], dtype=self.y.dtype, device=self.y.device), len(self.event_shape))
             alpha, sigma2 = (v.expand(1, *self.event_shape)[None] for v in (c.alpha, c.sigma2))
             self._coefficients[t] = (self.schedule_to_coef(alpha), self.schedule_to_coef(sigma2))
         return self._coefficients[t]
