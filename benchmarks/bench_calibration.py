@@ -23,6 +23,12 @@ cheap enough for M in the hundreds.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --model gaussian --task sr --settings mcgdiff:4:runs mcgdiff:256:runs
 
+A long setting can run in pieces (on several machines, or over several days): ``--shard I/N`` samples the I-th of N
+slices of the same R problems, and ``--report`` stacks the N shards' ranks into one row once all are in.
+
+    for i in 0 1 2 3; do OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --task sr --settings twisted:64:runs \
+        --shard $i/4 --json calib.jsonl --save-dir ranks; done
+
 Columns: network evaluations per draw (and backward passes), the corrected uniformity p-value, coverage of
 central 50 / 90 % intervals against nominal, the draws' mean ||A x - y||^2 over the truth's (observed coefficients
 only; above 1: the draws fit y worse than x* does), the MSE of the draws' mean against x*, seconds. One line per
@@ -103,12 +109,17 @@ def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
     if kernel != args.kernel:
         raise SystemExit(f"{spec}: the problems were simulated with --kernel {args.kernel}; run kernels separately")
     populations = args.draws if mode == "runs" else 1
-    g = torch.Generator().manual_seed(args.seed + 1)
+    g = torch.Generator().manual_seed(sampler_seed(args))
     sampler, per_draw = calibration_sampler(
         model, op, draws=args.draws, noise_std=noise, steps=args.steps, kernel=kernel, generator=g, method=method,
         proposal=proposal, particles=m, populations=populations, chunk_size=args.chunk_size,
     )
     return finish(spec, kernel, sampler, per_draw, backward_per_draw(proposal, per_draw), op, model, x_star, y, args)
+
+
+def sampler_seed(args) -> int:
+    """The samplers' seed: ``--seed`` + 1, and for shard I of ``--shard`` a seed of its own."""
+    return args.seed + 1 if args.shard is None else args.seed + 1 + 1000 * (args.shard[0] + 1)
 
 
 def backward_per_draw(proposal, per_draw: float) -> float:
@@ -127,7 +138,7 @@ def run_peer(model, op, noise, spec: str, x_star, y, args) -> dict:
     steps = int(parts[1]) if len(parts) > 1 else 100
     if isinstance(op, Likelihood):
         raise SystemExit(f"{spec}: the peers take linear-Gaussian tasks only")
-    g = torch.Generator().manual_seed(args.seed + 1)
+    g = torch.Generator().manual_seed(sampler_seed(args))
     bound = op.bind(tuple(model.event_shape))
 
     def sampler(yb: torch.Tensor) -> torch.Tensor:
@@ -154,59 +165,117 @@ def finish(spec, kernel, sampler, per_draw, backward, op, model, x_star, y, args
             return d
 
     t0 = time.perf_counter()
+    # the same directions in every shard: sbc draws them first from this generator
     res = sbc(sampler, x_star, y, args.draws, operator=op, batch_size=args.batch, generator=torch.Generator().manual_seed(args.seed + 2))
     seconds = time.perf_counter() - t0
-    cov = res.coverage((0.5, 0.9))
     if args.save_dir is not None:
         args.save_dir.mkdir(parents=True, exist_ok=True)
-        res.save(args.save_dir / ranks_name(args.task, spec, kernel))
-    adjusted = res.adjusted_p_values
+        res.save(args.save_dir / ranks_name(args.task, spec, kernel, args.shard))
+    fit_draws = float(torch.cat(fits).mean()) if fits else float("nan")
+    fit_truth = float(observed_fit(op, x_star, y).mean()) if fits else float("nan")
+    shard = {} if args.shard is None else {"shard": "{}/{}".format(*args.shard), "shard_problems": res.n_problems}
+    return dict(setting=spec, kernel=kernel, **figures(res, fit_draws / fit_truth), evaluations_per_draw=per_draw,
+                backward_per_draw=backward, fit_draws=fit_draws, fit_truth=fit_truth, seconds=seconds, **shard)
+
+
+def figures(res, fit_ratio: float) -> dict:
+    """The table's figures of an :class:`~smcdiff.calibration.SBCResult` (one run, or shards stacked)."""
+    cov, nan = res.coverage((0.5, 0.9)), float("nan")
+    out = dict(fit_ratio=fit_ratio, coverage50=cov[0.5], coverage90=cov[0.9], coverage90_se=res.coverage_se(0.9), mse=res.mse)
+    try:
+        adjusted = res.adjusted_p_values
+    except ValueError as err:  # a shard too small for a test of its own: the stacked shards are tested
+        return dict(out, p=nan, p_fit=nan, p_pixels=nan, verdict=str(err))
     fit = [i for i, n in enumerate(res.names) if n == "fit"]
     rest = [i for i, n in enumerate(res.names) if n != "fit"]
-    fit_ratio = float(torch.cat(fits).mean() / observed_fit(op, x_star, y).mean()) if fits else float("nan")
-    return dict(setting=spec, kernel=kernel, fit_ratio=fit_ratio, evaluations_per_draw=per_draw, backward_per_draw=backward, p=res.p_value,
-                p_fit=float(adjusted[fit].min()) if fit else float("nan"), p_pixels=float(adjusted[rest].min()),
-                coverage50=cov[0.5], coverage90=cov[0.9], coverage90_se=res.coverage_se(0.9), mse=res.mse,
-                seconds=seconds, verdict=res.verdict(0.01))
+    return dict(out, p=res.p_value, p_fit=float(adjusted[fit].min()) if fit else nan, p_pixels=float(adjusted[rest].min()),
+                verdict=res.verdict(0.01))
 
 
-def ranks_name(task: str, spec: str, kernel: str) -> str:
+def ranks_name(task: str, spec: str, kernel: str, shard: tuple[int, int] | None = None) -> str:
     """The file a setting's ranks are kept in (``--save-dir``); a kernel other than the ancestral one is part of the
-    name, so that the same setting on both kernels keeps both."""
+    name, so that the same setting on both kernels keeps both, and so is the shard."""
     suffix = "" if kernel in ("ancestral", "–") else f"-{kernel}"
-    return f"{task}-{spec.replace(':', '-')}{suffix}.npz"
+    part = "" if shard is None else f".shard{shard[0]}of{shard[1]}"
+    return f"{task}-{spec.replace(':', '-')}{suffix}{part}.npz"
 
 
-def unobserved_coverage(path: Path, task: str) -> dict[float, float] | None:
-    """Coverage of central 50 / 90 % intervals over the unobserved pixels only (inpainting tasks), from saved ranks."""
-    from smcdiff.calibration import load_sbc
+def parse_shard(text: str | None, problems: int) -> tuple[int, int] | None:
+    """``--shard I/N`` -> (I, N), 0 <= I < N <= R."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard: expected I/N, e.g. 0/8, got {text!r}") from None
+    if not 0 <= i < n <= problems:
+        raise SystemExit(f"--shard: expected 0 <= I < N <= --problems = {problems}, got {text!r}")
+    return i, n
+
+
+def unobserved_coverage(res, task: str) -> dict[float, float] | None:
+    """Coverage of central 50 / 90 % intervals over the unobserved pixels only (inpainting tasks)."""
     from smcdiff.calibration.result import interval_coverage
 
-    if not task.startswith("inpaint") or not path.is_file():
+    if res is None or not task.startswith("inpaint"):
         return None
-    res = load_sbc(path)
     side = round(sum(n.startswith("x[") for n in res.names) ** 0.5)  # one grey channel
     hidden = ~_box(side).mask.flatten()
     cols = [i for i, n in enumerate(res.names) if n.startswith("x[") and bool(hidden[int(n[2:-1])])]
     return {q: float(interval_coverage(res.ranks[:, cols], res.draws, q).mean()) for q in (0.5, 0.9)}
 
 
+def merge_shards(rows: dict, ranks: Path | None) -> dict:
+    """Replace the lines of a sharded setting by one line for the stacked ranks when all N shards are in (their ranks
+    under ``ranks``); a setting with shards missing gets a line that says how many are in."""
+    from smcdiff.calibration import concat_sbc, load_sbc
+
+    out, groups = {}, {}
+    for key, r in rows.items():
+        if "shard" not in r:
+            out[key] = r
+            continue
+        i, n = (int(v) for v in r["shard"].split("/"))
+        groups.setdefault((*key[:3], n), {})[i] = r
+    for (task, spec, kernel, n), parts in groups.items():
+        files = [None if ranks is None else ranks / ranks_name(task, spec, kernel, (i, n)) for i in range(n)]
+        if len(parts) < n or any(f is None or not f.is_file() for f in files):
+            out[(task, spec, kernel, n)] = dict(parts[min(parts)], incomplete=f"{len(parts)} of {n} shards")
+            continue
+        res = concat_sbc([load_sbc(f) for f in files])
+        weight = [parts[i]["shard_problems"] for i in range(n)]
+        fit = sum(w * parts[i]["fit_draws"] for i, w in enumerate(weight)) / sum(w * parts[i]["fit_truth"] for i, w in enumerate(weight))
+        out[(task, spec, kernel, n)] = dict(parts[0], **figures(res, fit), seconds=sum(p["seconds"] for p in parts.values()),
+                                         merged=res, shards=n)
+    return out
+
+
 def report(lines: Path, ranks: Path | None) -> None:
     """The table of every setting appended to ``lines`` (``--json``), with coverage over the unobserved pixels
-    where the ranks were kept (``--save-dir``); the last line of a setting wins."""
-    rows: dict[tuple[str, str], dict] = {}
+    where the ranks were kept (``--save-dir``); the last line of a setting (or shard) wins, and the shards of a
+    setting are stacked into one row once all are in."""
+    from smcdiff.calibration import load_sbc
+
+    rows: dict[tuple, dict] = {}
     for line in lines.read_text().splitlines():
         r = json.loads(line)
-        rows[(r["task"], r["setting"], r.get("kernel", "ancestral"))] = r
+        rows[(r["task"], r["setting"], r.get("kernel", "ancestral"), r.get("shard"))] = r
+    rows = merge_shards(rows, ranks)
     print("| task | setting | evaluations (backward) per draw | corrected p: all (pixels and directions; fit) "
           "| coverage 50 % / 90 % | unobserved pixels: 50 % / 90 % | fit / truth's fit | MSE of the mean | s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for (task, spec, kernel), r in rows.items():
-        hidden = None if ranks is None else unobserved_coverage(ranks / ranks_name(task, spec, kernel), task)
-        spec = spec if kernel in ("ancestral", "–") else f"{spec}, {kernel}"
+    for (task, spec, kernel, *_), r in rows.items():
+        label = (spec if kernel in ("ancestral", "–") else f"{spec}, {kernel}") + (f" ({r['shards']} shards)" if "shards" in r else "")
+        if "incomplete" in r:
+            print(f"| {task} | {label} | {r['evaluations_per_draw']:.0f} ({r['backward_per_draw']:.0f}) | "
+                  f"{r['incomplete']} in | | | | | |")
+            continue
+        path = None if ranks is None else ranks / ranks_name(task, spec, kernel)
+        res = r.get("merged") or (load_sbc(path) if path is not None and path.is_file() else None)
+        hidden = unobserved_coverage(res, task)
         split = f" ({r['p_pixels']:.2g}; {r['p_fit']:.2g})" if "p_fit" in r else ""
         hid = "–" if hidden is None else f"{100 * hidden[0.5]:.1f} / {100 * hidden[0.9]:.1f}"
-        print(f"| {task} | {spec} | {r['evaluations_per_draw']:.0f} ({r['backward_per_draw']:.0f}) | {r['p']:.2g}{split} | "
+        print(f"| {task} | {label} | {r['evaluations_per_draw']:.0f} ({r['backward_per_draw']:.0f}) | {r['p']:.2g}{split} | "
               f"{100 * r['coverage50']:.1f} / {100 * r['coverage90']:.1f} | {hid} | {r.get('fit_ratio', float('nan')):.3f} | "
               f"{r['mse']:.4f} | {r['seconds']:.0f} |")
 
@@ -230,7 +299,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="append one JSON line per setting here")
     p.add_argument("--save-dir", type=Path, default=None, help="keep each setting's ranks here (smcdiff.calibration.load_sbc)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="sample only the I-th (from 0) of N equal slices of the R problems, with a seed of its own; "
+                   "needs --save-dir and --json, and --report stacks the N shards into one row once all are in")
     args = p.parse_args()
+    args.shard = parse_shard(args.shard, args.problems)
+    if args.shard is not None and (args.save_dir is None or args.json is None):
+        p.error("--shard needs --save-dir and --json (to stack the shards later)")
     if args.report is not None:
         report(args.report, args.save_dir)
         return
@@ -245,6 +320,11 @@ def main() -> None:
                                   generator=torch.Generator().manual_seed(args.seed))
     print(f"{what}: R = {args.problems} problems from the model's prior ({args.steps} {args.kernel} steps, "
           f"{time.perf_counter() - t0:.0f} s), L = {args.draws} draws each")
+    if args.shard is not None:
+        i, n = args.shard
+        lo, hi = i * args.problems // n, (i + 1) * args.problems // n
+        x_star, y = x_star[lo:hi], y[lo:hi]
+        print(f"shard {i} of {n}: problems {lo} to {hi - 1}")
     print("| setting | evaluations (backward) per draw | corrected p: all (pixels and directions; fit) | coverage 50 % "
           "| coverage 90 % | fit / truth's fit | MSE of the mean | s |")
     print("|---|---|---|---|---|---|---|---|")

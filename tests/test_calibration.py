@@ -32,6 +32,7 @@ from scipy import stats
 from smcdiff.calibration import (
     SBCResult,
     compute_ranks,
+    concat_sbc,
     ecdf_bands,
     ecdf_p_values,
     load_sbc,
@@ -419,6 +420,26 @@ def test_save_load_round_trip(tmp_path):
         load_sbc(tmp_path / "other.npz")
     with pytest.raises(ValueError, match="path"):
         load_sbc(tmp_path / "missing.npz")
+
+
+def test_concat_of_parts_equals_the_whole_run():
+    """SBC done in two pieces (same generator seed, so the same directions) and stacked is the SBC of all problems."""
+    x, y = _problems(40, torch.Generator().manual_seed(12))
+    chol = torch.linalg.cholesky(linear_gaussian_posterior(MEAN, COV, OP, y[:1], NOISE)[1][0])
+
+    def fixed_draws(yb):  # draws that depend on y only, so that a problem gets the same draws in any batch
+        eps = torch.sin(1e3 * yb[:, :1, None] * torch.arange(1, 7 * D + 1, dtype=F64).view(1, 7, D))
+        return linear_gaussian_posterior(MEAN, COV, OP, yb, NOISE)[0][:, None] + eps @ chol.T
+
+    run = lambda a, b: sbc(fixed_draws, x[a:b], y[a:b], 7, operator=OP, generator=torch.Generator().manual_seed(5))  # noqa: E731
+    whole, merged = run(0, 40), concat_sbc([run(0, 15), run(15, 40)])
+    assert np.array_equal(merged.ranks, whole.ranks) and merged.names == whole.names
+    assert merged.mse == pytest.approx(whole.mse, rel=1e-12) and merged.p_value == whole.p_value
+    assert merged.meta["parts"] == 2
+    with pytest.raises(ValueError, match="parts"):
+        concat_sbc([])
+    with pytest.raises(ValueError, match=r"parts\[1\]"):
+        concat_sbc([whole, SBCResult(whole.ranks.clip(0, 5), whole.names, 5)])
 
 
 def test_plot_writes_png(tmp_path):

@@ -15,7 +15,7 @@ Any sampler plugs in as a callable ``y_batch (b, *obs) -> (b, L, *event_shape)``
 
 from .bands import ecdf_bands, ecdf_p_values
 from .ranks import STATISTICS, compute_ranks, sbc
-from .result import SBCResult, load_sbc, statistic_group
+from .result import SBCResult, concat_sbc, load_sbc, statistic_group
 from .simulate import simulate_problems
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "sbc",
     "SBCResult",
     "load_sbc",
+    "concat_sbc",
     "ecdf_bands",
     "ecdf_p_values",
     "compute_ranks",

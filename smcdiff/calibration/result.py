@@ -29,7 +29,7 @@ from scipy import stats
 
 from .bands import _check_level, ecdf_bands, ecdf_counts, evaluation_indices
 
-__all__ = ["SBCResult", "load_sbc", "statistic_group", "interval_coverage"]
+__all__ = ["SBCResult", "load_sbc", "concat_sbc", "statistic_group", "interval_coverage"]
 
 _FORMAT = "smcdiff.sbc/1"
 _MAX_BINS = 10
@@ -253,3 +253,23 @@ def load_sbc(path: str | Path) -> SBCResult:
         mse=float("nan") if mse is None else mse,
         meta=metadata.get("meta", {}),
     )
+
+
+def concat_sbc(parts: Sequence[SBCResult]) -> SBCResult:
+    """One :class:`SBCResult` from runs on disjoint sets of problems (a long run done in pieces, or on several machines).
+
+    The ranks are stacked and the MSE averaged with weights by problem count. The parts must have the same
+    statistics and the same L; their random directions must be the same too (``sbc`` with the same ``generator``
+    seed, which draws the directions first), which the names alone cannot show. ``meta`` is the first part's, with
+    ``"parts"``: the number of parts.
+    """
+    parts = list(parts)
+    if not parts or not all(isinstance(r, SBCResult) for r in parts):
+        raise ValueError("parts must be a non-empty sequence of SBCResult")
+    first = parts[0]
+    for i, r in enumerate(parts[1:], 1):
+        if r.names != first.names or r.draws != first.draws:
+            raise ValueError(f"parts[{i}] has other statistics or draws (L = {r.draws}) than parts[0] (L = {first.draws})")
+    n = np.array([r.n_problems for r in parts], dtype=np.float64)
+    mse = float(np.dot(n, [r.mse for r in parts]) / n.sum()) if n.sum() else float("nan")
+    return SBCResult(np.concatenate([r.ranks for r in parts]), first.names, first.draws, mse, {**first.meta, "parts": len(parts)})
