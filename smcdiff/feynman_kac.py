@@ -185,12 +185,9 @@ class Step:
 class Problem:
     """A resolved conditional sampling problem: what every particle model needs, checked once.
 
-    Tensors in the singular basis of ``operator`` ("coefficients", ``(B, 1, *coef_shape)`` so that they
-    broadcast against particles ``(B, M, *coef_shape)``):
-
-    - ``ybar``: y_bar = Ut(y) / s on observed coefficients, 0 elsewhere;
-    - ``observed``: bool, observed coefficients;
-    - ``r``: the observation variance of each coefficient, sigma_y^2 / s_i^2 (0 when noiseless).
+    Tensors in the singular basis of ``operator`` ("coefficients", ``(B, 1, *coef_shape)`` so that they broadcast
+    against particles ``(B, M, *coef_shape)``): ``ybar`` = Ut(y) / s on observed coefficients, 0 elsewhere;
+    ``observed``, bool; ``r``, the observation variance of each coefficient, sigma_y^2 / s_i^2 (0 when noiseless).
 
     A non-linear :class:`~smcdiff.likelihoods.Likelihood` comes as ``likelihood`` and ``target`` (its y); ``operator``
     then observes nothing and ``y`` holds zeros of the particles' shape, dtype and device.
@@ -210,7 +207,7 @@ class Problem:
     ybar: Tensor = field(init=False)
     observed: Tensor = field(init=False)
     r: Tensor = field(init=False)
-    _coefficients: dict = field(init=False, repr=False, compare=False, default_factory=dict)  # t -> coefficients_at(t)
+    _coefficients: dict = field(init=False, repr=False, compare=False, default_factory=dict)  # recent t -> coefficients_at(t)
 
     def __post_init__(self) -> None:
         op, y = self.operator, self.y
@@ -262,8 +259,10 @@ class Problem:
         return v.reshape(b, m, -1)[..., :1].reshape(b, m, *([1] * len(self.operator.coef_shape)))
 
     def coefficients_at(self, t: float) -> tuple[Tensor, Tensor]:
-        """alpha(t) and sigma(t)^2 on the coefficient grid, ``(1, 1, *coef)`` or ``(1, 1, 1, ...)``; once per time."""
+        """alpha(t) and sigma(t)^2 on the coefficient grid, ``(1, 1, *coef)`` or ``(1, 1, 1, ...)``; the last 4 times kept."""
         if t not in self._coefficients:
+            if len(self._coefficients) >= 4:  # a step asks for t_k and t_{k-1} only; per-coordinate schedules are large
+                self._coefficients.pop(next(iter(self._coefficients)))
             c = self.sde.coefficients(torch.tensor([t], dtype=self.y.dtype, device=self.y.device), len(self.event_shape))
             alpha, sigma2 = (v.expand(1, *self.event_shape)[None] for v in (c.alpha, c.sigma2))
             self._coefficients[t] = (self.schedule_to_coef(alpha), self.schedule_to_coef(sigma2))
