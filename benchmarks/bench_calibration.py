@@ -174,8 +174,13 @@ def finish(spec, kernel, sampler, per_draw, backward, op, model, x_star, y, args
     fit_draws = float(torch.cat(fits).mean()) if fits else float("nan")
     fit_truth = float(observed_fit(op, x_star, y).mean()) if fits else float("nan")
     shard = {} if args.shard is None else {"shard": "{}/{}".format(*args.shard), "shard_problems": res.n_problems}
-    return dict(setting=spec, kernel=kernel, **figures(res, fit_draws / fit_truth), evaluations_per_draw=per_draw,
+    return dict(setting=spec, kernel=kernel, **figures(res, ratio(fit_draws, fit_truth)), evaluations_per_draw=per_draw,
                 backward_per_draw=backward, fit_draws=fit_draws, fit_truth=fit_truth, seconds=seconds, **shard)
+
+
+def ratio(draws: float, truth: float) -> float:
+    """The draws' fit over the truth's; nan where the truth fits exactly (noiseless) or there is no fit."""
+    return draws / truth if truth > 0 else float("nan")
 
 
 def figures(res, fit_ratio: float) -> dict:
@@ -244,7 +249,7 @@ def merge_shards(rows: dict, ranks: Path | None) -> dict:
             continue
         res = concat_sbc([load_sbc(f) for f in files])
         weight = [parts[i]["shard_problems"] for i in range(n)]
-        fit = sum(w * parts[i]["fit_draws"] for i, w in enumerate(weight)) / sum(w * parts[i]["fit_truth"] for i, w in enumerate(weight))
+        fit = ratio(sum(w * parts[i]["fit_draws"] for i, w in enumerate(weight)), sum(w * parts[i]["fit_truth"] for i, w in enumerate(weight)))
         out[(task, spec, kernel, n)] = dict(parts[0], **figures(res, fit), seconds=sum(p["seconds"] for p in parts.values()),
                                          merged=res, shards=n)
     return out

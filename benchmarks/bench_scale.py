@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="cpu: this process's CPU time, for single-threaded runs on a busy CPU machine")
     p.add_argument("--repeats", type=int, default=1,
-                   help="measure each point this many times, the methods alternating, and report the median")
+                   help="measure each point this many times, the methods alternating, and report the lower median")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("results/scale.jsonl"))
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
