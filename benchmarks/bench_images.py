@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from common import ddrm_sample, diffpir_sample, dps_sample, fd_bootstrap, paired_difference
 from smcdiff import RunOptions, load_model, restore
@@ -69,6 +71,55 @@ def parse_smc_row(spec: str, default_steps: int) -> tuple[str, int, int, bool]:
     return parts[0], int(parts[1]), steps, len(parts) == 4
 
 
+def sample_row(args, spec: str, model, op, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The (n, K, *image) draws of one row and what the table reports about its cost."""
+    n, k = x.shape[0], args.draws
+    g = torch.Generator().manual_seed(args.seed + 1)
+    t0 = time.perf_counter()
+    lineages = float("nan")
+    if spec in ("ddrm", "dps", "diffpir"):
+        yk = y.repeat_interleave(k, 0)
+        if spec in ("ddrm", "diffpir"):
+            d = (ddrm_sample if spec == "ddrm" else diffpir_sample)(model, op, yk, args.noise, args.peer_steps, g)
+            backward = 0
+        else:
+            d = dps_sample(model, lambda x0: yk - op.A(x0), n * k, args.peer_steps, g)
+            backward = args.peer_steps
+        d, evals, name = d.view(n, k, *x.shape[1:]), args.peer_steps, f"{PEER_NAMES[spec]}, {args.peer_steps} steps"
+    else:
+        proposal, m, steps, one = parse_smc_row(spec, args.steps)
+        prop = PROPOSALS[proposal]()
+        runs = 1 if one else k
+        res = restore(model, y, op, noise_std=args.noise, particles=m, steps=steps, kernel="ancestral",
+                      proposal=prop, generator=g, check_data_range=False, options=RunOptions(populations=runs))
+        d = res.draw(k, g)
+        evals = m * steps * prop.evaluations_per_step * runs // k
+        backward = m * steps * prop.backward_passes_per_step * runs // k
+        lineages = float(res.weighted.distinct_final().double().mean()) / runs
+        name = f"{proposal} M={m} x {steps} steps, " + ("one run" if one else f"{k} runs")
+    meta = dict(name=name, evals=evals, backward=backward, lineages=lineages, seconds=time.perf_counter() - t0)
+    return d.float(), meta
+
+
+def cached_row(args, spec: str, sample) -> tuple[torch.Tensor, dict]:
+    """``sample()``, or the row saved under ``--cache`` by an earlier run with the same settings (safetensors).
+
+    Rows of one table can so be sampled in separate processes (one per core) and compared in a last run that loads
+    them all; the key holds every argument the draws depend on."""
+    if args.cache is None:
+        return sample()
+    key = f"{args.model}-{args.task}-{args.noise:g}-n{args.n}-k{args.draws}-seed{args.seed}-{spec.replace(':', '_')}"
+    key += f"-peer{args.peer_steps}" if spec in PEER_NAMES else f"-steps{args.steps}"
+    path = args.cache / f"{key}.safetensors"
+    if path.exists():
+        meta = json.loads(safe_open(str(path), "pt").metadata()["row"])
+        return load_file(str(path))["draws"], dict(meta, cached=True)
+    d, meta = sample()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    save_file({"draws": d.contiguous()}, str(path), metadata={"row": json.dumps(meta)})
+    return d, meta
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=("digits", "mnist"), default="mnist")
@@ -82,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", default=None, help="the row the others are compared with (default: the first peer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/images.jsonl"))
+    p.add_argument("--cache", type=Path, default=None,
+                   help="folder for each row's draws: a row found there is loaded instead of sampled again")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     model = load_model(args.model)
@@ -95,37 +148,16 @@ def main(argv: list[str] | None = None) -> None:
         truth_label = clf(x).argmax(1)
     rows, draws = {}, {}
     for spec in args.rows:
-        g = torch.Generator().manual_seed(args.seed + 1)
-        t0 = time.perf_counter()
-        lineages = float("nan")
-        if spec in ("ddrm", "dps", "diffpir"):
-            yk = y.repeat_interleave(k, 0)
-            if spec in ("ddrm", "diffpir"):
-                d = (ddrm_sample if spec == "ddrm" else diffpir_sample)(model, op, yk, args.noise, args.peer_steps, g)
-                backward = 0
-            else:
-                d = dps_sample(model, lambda x0: yk - op.A(x0), n * k, args.peer_steps, g)
-                backward = args.peer_steps
-            d, evals, name = d.view(n, k, *x.shape[1:]), args.peer_steps, f"{PEER_NAMES[spec]}, {args.peer_steps} steps"
-        else:
-            proposal, m, steps, one = parse_smc_row(spec, args.steps)
-            prop = PROPOSALS[proposal]()
-            runs = 1 if one else k
-            res = restore(model, y, op, noise_std=args.noise, particles=m, steps=steps, kernel="ancestral",
-                          proposal=prop, generator=g, check_data_range=False, options=RunOptions(populations=runs))
-            d = res.draw(k, g)
-            evals = m * steps * prop.evaluations_per_step * runs // k
-            backward = m * steps * prop.backward_passes_per_step * runs // k
-            lineages = float(res.weighted.distinct_final().double().mean()) / runs
-            name = f"{proposal} M={m} x {steps} steps, " + ("one run" if one else f"{k} runs")
-        seconds = time.perf_counter() - t0
+        d, meta = cached_row(args, spec, lambda spec=spec: sample_row(args, spec, model, op, x, y))
+        name, evals, backward, lineages, seconds = (meta[key] for key in ("name", "evals", "backward", "lineages",
+                                                                           "seconds"))
         d = d.float().clamp(-1, 1)
         with torch.no_grad():
             label = clf(d[:, 0]).argmax(1)
         draws[name] = d
         rows[name] = dict(evals=evals, backward=backward, psnr=psnr(d[:, 0], x), kept=(label == truth_label).double(),
                           diversity=diversity(d), lineages=lineages, seconds=seconds)
-        print(f"{name}: {seconds:.0f} s", flush=True)
+        print(f"{name}: {seconds:.0f} s" + (" (cached)" if meta.get("cached") else ""), flush=True)
     base = args.base or next((r for r in rows if r.startswith(tuple(PEER_NAMES.values()))), next(iter(rows)))
     feats = {name: classifier_features(d.flatten(0, 1), clf).view(n, k, -1) for name, d in draws.items()}
     fds = fd_bootstrap(feats, classifier_features(x, clf), base)

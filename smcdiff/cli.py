@@ -241,7 +241,7 @@ def _proposal_options(p: argparse.ArgumentParser) -> None:
     from .proposals import PROPOSALS, proposal_flags
 
     p.add_argument("--proposal", choices=sorted(PROPOSALS), default=None,
-                   help="SMC proposal (default: bootstrap when --noise is 0, else mcgdiff)")
+                   help="SMC proposal (default: bootstrap when --noise is 0, else twisted; mcgdiff for a model without autograd)")
     for name, f in proposal_flags().items():
         owners = " and ".join(n for n, c in PROPOSALS.items() if name in {g.name for g in dataclasses.fields(c)})
         p.add_argument(f"--{name.replace('_', '-')}", type=f.metadata["type"], default=None, dest=name,

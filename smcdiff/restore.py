@@ -188,7 +188,7 @@ def restore(
     method : ``"smc"`` (weighted; converges as M grows to the posterior of the discretised model) or
         ``"replacement"`` (RePaint-style baseline, noiseless only; biased even with an exact score).
     proposal : ``"bootstrap"``, ``"mcgdiff"``, ``"twisted"`` or a proposal object with its options
-        (:mod:`smcdiff.proposals`); default: bootstrap when noiseless, else MCGdiff-style.
+        (:mod:`smcdiff.proposals`); default: bootstrap when noiseless, else twisted (a backward pass per step).
     kernel : ``"euler"`` or ``"ancestral"`` (see :func:`smcdiff.smc_sample`).
     generator : torch.Generator, the only source of randomness.
     denoise_last : Tweedie-denoise the particles at the last grid time.

@@ -205,7 +205,8 @@ def smc_sample(
     grid : explicit decreasing times ``(N + 1,)`` in ``[eps, T]`` instead of ``sde.time_grid(steps)``.
     proposal : a name (``"bootstrap"``, ``"mcgdiff"``, ``"twisted"``) or an object of :mod:`smcdiff.proposals`
         carrying its options (``Twisted(twist_variance=4.0)``, ``Bootstrap(corrector_steps=1)``). Default:
-        the bootstrap when ``noise_std == 0``, MCGdiff-style otherwise.
+        the bootstrap when ``noise_std == 0``, the twisted proposal otherwise (``"mcgdiff"`` for a score without
+        autograd).
     kernel : ``"euler"`` (Euler-Maruyama) or ``"ancestral"`` (exact in time given Tweedie's denoiser);
         every proposal uses the kernel's own law, so the limit in M is the discretised model's posterior.
     generator : torch.Generator, optional; the only source of randomness.

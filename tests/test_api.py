@@ -32,8 +32,8 @@ def test_names_and_objects_give_the_same_run():
 
 
 def test_the_default_rule_lives_in_one_place():
-    assert isinstance(default_proposal(0.0), Bootstrap) and isinstance(default_proposal(0.1), MCGdiff)
-    assert isinstance(resolve_proposal(None, 0.0), Bootstrap) and isinstance(resolve_proposal(None, 0.2), MCGdiff)
+    assert isinstance(default_proposal(0.0), Bootstrap) and isinstance(default_proposal(0.1), Twisted)
+    assert isinstance(resolve_proposal(None, 0.0), Bootstrap) and isinstance(resolve_proposal(None, 0.2), Twisted)
     twisted = Twisted(twist_variance=2.0)
     assert resolve_proposal(twisted, 0.1) is twisted
     with pytest.raises(ValueError, match="needs noise_std=0"):
@@ -42,6 +42,22 @@ def test_the_default_rule_lives_in_one_place():
         resolve_proposal("nope", 0.0)
     with pytest.raises(ValueError, match="proposal must be a name"):
         resolve_proposal(3, 0.0)
+
+
+def test_the_noisy_default_needs_autograd_and_says_what_to_use_instead():
+    score, sde = _gaussian()
+
+    def frozen(x, t):  # a score computed outside autograd, as a compiled or exported network would be
+        with torch.no_grad():
+            return score(x, t)
+
+    y = torch.randn(2, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    mask = torch.tensor([True, False, True])
+    kw = dict(particles=4, steps=5, noise_std=0.1)
+    with pytest.raises(ValueError, match=r"proposal='twisted' \(the default for noisy observations\).*proposal='mcgdiff'"):
+        smc_sample(frozen, sde, y, mask, generator=torch.Generator().manual_seed(1), **kw)
+    out = smc_sample(frozen, sde, y, mask, proposal="mcgdiff", generator=torch.Generator().manual_seed(1), **kw)
+    assert out.particles.shape == (2, 4, 3)
 
 
 def test_proposals_are_frozen_and_report_their_cost():

@@ -170,9 +170,9 @@ class TwistedModel(ParticleModel):
                 raise ValueError(f"score returned shape {tuple(getattr(s, 'shape', ()))} for input of shape {tuple(x.shape)}")
             if not s.requires_grad:
                 raise ValueError(
-                    "proposal='twisted' differentiates log p~(y | x_t) through the score, but the score's output "
-                    "does not depend on x through autograd (computed under no_grad or outside torch); use "
-                    "proposal='mcgdiff' or 'bootstrap' with this score"
+                    "proposal='twisted' (the default for noisy observations) differentiates log p~(y | x_t) through "
+                    "the score, but the score's output does not depend on x through autograd (computed under no_grad "
+                    "or outside torch); use proposal='mcgdiff' (any noise) or 'bootstrap' (noiseless) with this score"
                 )
             log_p = self.log_last_likelihood(xg, t, s, rows) if k == 1 else self.log_twist(xg, t, s, rows)
             (grad,) = torch.autograd.grad(log_p.sum(), xg)
