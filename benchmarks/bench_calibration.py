@@ -232,7 +232,8 @@ def unobserved_coverage(res, task: str) -> dict[float, float] | None:
 
 def merge_shards(rows: dict, ranks: Path | None) -> dict:
     """Replace the lines of a sharded setting by one line for the stacked ranks when all N shards are in (their ranks
-    under ``ranks``); a setting with shards missing gets a line that says how many are in."""
+    under ``ranks``); a setting with shards missing gets a line that says how many are in, with the figures of the
+    shards in so far stacked (an interim result on fewer problems, so less power)."""
     from smcdiff.calibration import concat_sbc, load_sbc
 
     out, groups = {}, {}
@@ -243,15 +244,20 @@ def merge_shards(rows: dict, ranks: Path | None) -> dict:
         i, n = (int(v) for v in r["shard"].split("/"))
         groups.setdefault((*key[:3], n), {})[i] = r
     for (task, spec, kernel, n), parts in groups.items():
-        files = [None if ranks is None else ranks / ranks_name(task, spec, kernel, (i, n)) for i in range(n)]
-        if len(parts) < n or any(f is None or not f.is_file() for f in files):
+        files = {i: None if ranks is None else ranks / ranks_name(task, spec, kernel, (i, n)) for i in sorted(parts)}
+        present = [i for i, f in files.items() if f is not None and f.is_file()]
+        if not present:
             out[(task, spec, kernel, n)] = dict(parts[min(parts)], incomplete=f"{len(parts)} of {n} shards")
             continue
-        res = concat_sbc([load_sbc(f) for f in files])
-        weight = [parts[i]["shard_problems"] for i in range(n)]
-        fit = ratio(sum(w * parts[i]["fit_draws"] for i, w in enumerate(weight)), sum(w * parts[i]["fit_truth"] for i, w in enumerate(weight)))
-        out[(task, spec, kernel, n)] = dict(parts[0], **figures(res, fit), seconds=sum(p["seconds"] for p in parts.values()),
-                                         merged=res, shards=n)
+        res = concat_sbc([load_sbc(files[i]) for i in present])
+        weight = {i: parts[i]["shard_problems"] for i in present}
+        fit = ratio(sum(w * parts[i]["fit_draws"] for i, w in weight.items()),
+                    sum(w * parts[i]["fit_truth"] for i, w in weight.items()))
+        row = dict(parts[present[0]], **figures(res, fit), seconds=sum(parts[i]["seconds"] for i in present),
+                   merged=res, shards=n)
+        if len(present) < n:
+            row["partial"] = f"{len(present)} of {n} shards in, {sum(weight.values())} problems"
+        out[(task, spec, kernel, n)] = row
     return out
 
 
@@ -270,7 +276,8 @@ def report(lines: Path, ranks: Path | None) -> None:
           "| coverage 50 % / 90 % | unobserved pixels: 50 % / 90 % | fit / truth's fit | MSE of the mean | s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for (task, spec, kernel, *_), r in rows.items():
-        label = (spec if kernel in ("ancestral", "–") else f"{spec}, {kernel}") + (f" ({r['shards']} shards)" if "shards" in r else "")
+        label = (spec if kernel in ("ancestral", "–") else f"{spec}, {kernel}")
+        label += f" ({r['partial']})" if "partial" in r else (f" ({r['shards']} shards)" if "shards" in r else "")
         if "incomplete" in r:
             print(f"| {task} | {label} | {r['evaluations_per_draw']:.0f} ({r['backward_per_draw']:.0f}) | "
                   f"{r['incomplete']} in | | | | | |")
