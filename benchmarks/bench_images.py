@@ -77,7 +77,7 @@ def sample_row(args, spec: str, model, op, x: torch.Tensor, y: torch.Tensor) -> 
     g = torch.Generator().manual_seed(args.seed + 1)
     t0 = time.perf_counter()
     lineages = float("nan")
-    if spec in ("ddrm", "dps", "diffpir"):
+    if spec in PEER_NAMES:
         yk = y.repeat_interleave(k, 0)
         if spec in ("ddrm", "diffpir"):
             d = (ddrm_sample if spec == "ddrm" else diffpir_sample)(model, op, yk, args.noise, args.peer_steps, g)
