@@ -34,7 +34,8 @@ class RunOptions:
         :mod:`smcdiff.resampling`).
     ess_threshold : resample a row when its ESS < ``ess_threshold * M``; 1.0 resamples at every step
         (SMCDiff as published), 0.0 never.
-    chunk_size : at most this many particles per network call (None: all B * M in one call).
+    chunk_size : at most this many particles per network call (None: all B * M in one call; ``restore`` then
+        picks chunks that fit memory and, on the CPU, calls of about a GiB of activations).
     progress : a tqdm progress bar.
     callback : called with a :class:`~smcdiff.dynamics.StepInfo` for the initial state and after each step.
     placement : where the particles live: None (all in this process) or a placement of

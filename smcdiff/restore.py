@@ -22,7 +22,7 @@ from .baselines import replacement_sample
 from .dynamics import Kernel, check_generator, check_noise_std, check_steps
 from .feynman_kac import WeightedSamples
 from .likelihoods import Likelihood
-from .memory import plan_chunk_size
+from .memory import cpu_call_rows, plan_chunk_size
 from .models import load_model
 from .operators import Mask, Operator, as_operator
 from .options import RunOptions, check_options
@@ -202,7 +202,9 @@ def restore(
         calibration; BENCHMARKS.md, "Calibration (simulation-based)"): the result holds P * M particles, each
         run weighted 1 / P, and ``draw(k)`` takes draw j from run j mod P. ``populations=1`` is one run. When
         ``chunk_size`` is None and all particles would not fit in memory, they go through the network in
-        chunks that fit (a warning says so); a run whose particles alone cannot fit is refused.
+        chunks that fit (a warning says so); a run whose particles alone cannot fit is refused. On the CPU
+        calls are also capped at about a GiB of activations (:func:`smcdiff.memory.cpu_call_rows`), past
+        which they are slower per row.
     """
     options = check_options(options)
     noise_std = check_noise_std(noise_std)
@@ -303,14 +305,19 @@ def _restore_likelihood(model, y, likelihood: Likelihood, *, particles, steps, g
 
 
 def _fit_memory(score, y: Tensor, particles: int, proposal: Proposal | None, options: RunOptions) -> RunOptions:
-    """``options`` with a ``chunk_size`` that fits the machine's memory when none was given and all B * P * M
-    particles would not fit in one network call (:mod:`smcdiff.memory`); a warning says so."""
+    """``options`` with a ``chunk_size`` when none was given and all B * P * M particles would not go
+    through the network in one call: chunks that fit the machine's memory (:mod:`smcdiff.memory`; a
+    warning says so), and on the CPU at most :func:`smcdiff.memory.cpu_call_rows` rows, past which calls are
+    slower per row."""
     if options.chunk_size is not None or not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         return options
     n = y.shape[0] * options.populations * options.where.local_particles(particles)
     backward = proposal is not None and proposal.backward_passes_per_step > 0
-    chunk = plan_chunk_size(score, tuple(score.event_shape), n, y.dtype, y.device, backward=backward, batch=y.shape[0])
-    if chunk is None:
-        return options
-    warnings.warn(f"{n} particles do not fit in memory in one network call; sampling in chunks of {chunk}", stacklevel=3)
-    return options.replace(chunk_size=chunk)
+    event = tuple(score.event_shape)
+    chunk = plan_chunk_size(score, event, n, y.dtype, y.device, backward=backward, batch=y.shape[0])
+    if chunk is not None:
+        warnings.warn(f"{n} particles do not fit in memory in one network call; sampling in chunks of {chunk}", stacklevel=3)
+    fastest = cpu_call_rows(score, event, y.dtype, y.device, backward=backward)
+    if fastest is not None and (n if chunk is None else chunk) > fastest:
+        chunk = fastest
+    return options if chunk is None else options.replace(chunk_size=chunk)

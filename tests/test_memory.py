@@ -15,10 +15,12 @@ from torch import nn
 from smcdiff import memory
 from smcdiff.memory import (
     BACKWARD_COPIES,
+    BACKWARD_PEAK_FACTOR,
     STATE_COPIES,
     InsufficientMemoryError,
     activation_bytes_per_row,
     available_bytes,
+    cpu_call_rows,
     estimate_bytes_per_particle,
     format_bytes,
     plan_chunk_size,
@@ -96,11 +98,15 @@ def test_activations_are_the_outputs_of_every_submodule_views_counted_once():
     assert estimate_bytes_per_particle(score, EVENT, torch.float32, "cpu") == TINY_ROW + state_bytes_per_particle(EVENT, torch.float32)
 
 
+def planned_row(backward: bool) -> int:
+    return math.ceil(TINY_ROW * BACKWARD_PEAK_FACTOR) if backward else TINY_ROW
+
+
 def test_backward_probes_with_gradients_and_counts_more():
     score = TinyScore()
     fwd = estimate_bytes_per_particle(score, EVENT, torch.float32, "cpu")
     bwd = estimate_bytes_per_particle(score, EVENT, torch.float32, "cpu", backward=True)
-    assert bwd == fwd + 16 * 4 * BACKWARD_COPIES
+    assert bwd == fwd + 16 * 4 * BACKWARD_COPIES + planned_row(True) - TINY_ROW
 
 
 def test_a_plain_callable_costs_its_state_only():
@@ -147,11 +153,12 @@ def test_everything_in_one_call_when_it_fits(monkeypatch):
 def test_the_largest_chunk_that_fits(monkeypatch, backward):
     n, fraction = 10_000, 0.5
     state = n * state_bytes_per_particle(EVENT, torch.float32, backward=backward)
-    free = int((state + 1234.5 * TINY_ROW) / fraction)  # room for the state and 1234 rows of activations
+    row = planned_row(backward)
+    free = int((state + 1234.5 * row) / fraction)  # room for the state and 1234 rows of activations
     fake_free(monkeypatch, free)
     chunk = plan_chunk_size(TinyScore(), EVENT, n, torch.float32, "cpu", backward=backward, fraction=fraction)
     assert chunk == 1234
-    assert state + chunk * TINY_ROW <= fraction * free < state + (chunk + 1) * TINY_ROW
+    assert state + chunk * row <= fraction * free < state + (chunk + 1) * row
     # a chunk size the user gave is kept when it fits, lowered when it does not
     assert plan_chunk_size(TinyScore(), EVENT, n, torch.float32, "cpu", backward=backward, chunk_size=100) == 100
     assert plan_chunk_size(TinyScore(), EVENT, n, torch.float32, "cpu", backward=backward, chunk_size=5000) == 1234
@@ -201,6 +208,46 @@ def test_bad_arguments(monkeypatch, kwargs, message):
     args = {"n_particles": 10, **kwargs}
     with pytest.raises(ValueError, match=message):
         plan_chunk_size(TinyScore(), EVENT, args.pop("n_particles"), torch.float32, "cpu", **args)
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_cpu_calls_are_capped_at_a_size_in_bytes(backward):
+    row = planned_row(backward)
+    assert cpu_call_rows(TinyScore(), EVENT, torch.float32, "cpu", backward=backward, call_bytes=100.5 * row) == 100
+    assert cpu_call_rows(TinyScore(), EVENT, torch.float32, "cpu", backward=backward, call_bytes=row / 2) == 1
+    assert cpu_call_rows(TinyScore(), EVENT, torch.float32, "cpu", backward=backward) == memory.CPU_CALL_BYTES // row
+
+
+def test_no_cap_off_the_cpu_or_for_a_plain_callable():
+    assert cpu_call_rows(TinyScore(), EVENT, torch.float32, "cuda") is None  # decided before touching the device
+    assert cpu_call_rows(lambda x, t: -x, EVENT, torch.float32, "cpu") is None
+    with pytest.raises(ValueError, match="call_bytes"):
+        cpu_call_rows(TinyScore(), EVENT, torch.float32, "cpu", call_bytes=0)
+
+
+def test_restore_caps_cpu_calls_silently_and_warns_only_when_memory_binds(monkeypatch):
+    from smcdiff import load_model
+    from smcdiff.operators import Downsample
+    from smcdiff.options import RunOptions
+    from smcdiff.restore import _fit_memory
+    from smcdiff.proposals import Twisted
+
+    score = load_model("digits")
+    y = torch.zeros(2, 1, 4, 4)
+    options = RunOptions(populations=3)
+    monkeypatch.setattr(memory, "CPU_CALL_BYTES", 50 * 2**20)
+    fastest = cpu_call_rows(score, (1, 8, 8), torch.float32, "cpu", backward=True, call_bytes=50 * 2**20)
+    assert 1 < fastest < 2 * 3 * 64
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _fit_memory(score, y, 64, Twisted(), options).chunk_size == fastest  # capped, no warning
+        assert _fit_memory(score, y, 1, Twisted(), options).chunk_size is None  # 6 rows: one call
+        assert _fit_memory(score, y, 64, Twisted(), options.replace(chunk_size=7)).chunk_size == 7  # the user's wins
+    fake_free(monkeypatch, 2 * (2 * 3 * 64 * state_bytes_per_particle((1, 8, 8), torch.float32, backward=True) + 10 * 2**20))
+    with pytest.warns(UserWarning, match="do not fit in memory"):
+        chunk = _fit_memory(score, y, 64, Twisted(), options).chunk_size
+    assert 1 <= chunk < fastest
 
 
 def test_format_bytes():
