@@ -54,13 +54,14 @@ BACKWARD_COPIES = 4
 the twisted mean and its gradient)."""
 BACKWARD_PEAK_FACTOR = 1.5
 """Peak memory of a forward and backward pass per row over the probe's sum of forward outputs: the
-gradients of the largest activations are alive next to them. Measured on the shipped UNets as peak
-resident memory per extra row: 1.2x (digits) to 1.4x (MNIST); the plan counts 1.5x."""
+gradients of the largest activations are alive next to them. Measured as peak resident memory per
+extra row (``benchmarks/bench_call_size.py``): 0.96x on the digits UNet, 1.27x on the MNIST one; the
+plan counts 1.5x."""
 CPU_CALL_BYTES = 2**30
 """On the CPU, the most activation bytes (as the plan counts them) sent through the score in one call.
-Time per row measured on the shipped UNets, one thread: flat up to about this size, then rising
-(digits, forward and backward: 2.0 ms per row at 512 to 2,048 rows, 3.0 ms at 16,384; MNIST forward:
-3.8 ms at 128 to 512 rows, 5.6 ms at 2,048)."""
+Time per row on the shipped UNets, one thread (``benchmarks/bench_call_size.py``): flat up to about
+this size, then rising (digits, forward and backward: 1.30 ms per row at 1,024 rows, 2.13 ms at 8,192;
+MNIST: 7.3 to 7.7 ms at 64 to 256 rows, 9.6 ms at 1,024)."""
 _PER_PARTICLE_SCALARS = 64
 """Bytes of per-particle scalars: float64 log-weights and potentials, ancestors, lineage bookkeeping."""
 _PROBE_ROWS = 2
