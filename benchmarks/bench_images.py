@@ -19,6 +19,10 @@ images against the truths, with a paired bootstrap over images, 200 replicates).
 row (``--base``, default the first peer) by the mean paired difference over images and its 95 % interval.
 Also: diversity (mean per-pixel sd of the K draws), mean distinct final lineages (SMC), seconds.
 
+A long row can run in pieces: ``--shard I/N --cache DIR`` samples the I-th of N slices of the images (its own
+random stream) for every row and saves it; a last run with ``--shards N --cache DIR`` joins the N slices of each
+row (seconds summed) and prints the table.
+
 Example (BENCHMARKS.md, "MNIST: SMC against DDRM and DiffPIR (paired)")::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_images.py --model mnist --task box --n 100 --draws 4 --steps 50 \\
@@ -71,10 +75,11 @@ def parse_smc_row(spec: str, default_steps: int) -> tuple[str, int, int, bool]:
     return parts[0], int(parts[1]), steps, len(parts) == 4
 
 
-def sample_row(args, spec: str, model, op, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The (n, K, *image) draws of one row and what the table reports about its cost."""
+def sample_row(args, spec: str, model, op, x: torch.Tensor, y: torch.Tensor, piece: int = 0) -> tuple[torch.Tensor, dict]:
+    """The (n, K, *image) draws of one row and what the table reports about its cost (``piece`` I + 1 of
+    ``--shard I/N`` draws from its own stream; 0: the whole row)."""
     n, k = x.shape[0], args.draws
-    g = torch.Generator().manual_seed(args.seed + 1)
+    g = torch.Generator().manual_seed(args.seed + 1 + 1_000_003 * piece)
     t0 = time.perf_counter()
     lineages = float("nan")
     if spec in PEER_NAMES:
@@ -101,23 +106,71 @@ def sample_row(args, spec: str, model, op, x: torch.Tensor, y: torch.Tensor) -> 
     return d.float(), meta
 
 
+def row_key(args, spec: str) -> str:
+    """The cache name of a row: every argument its draws depend on."""
+    key = f"{args.model}-{args.task}-{args.noise:g}-n{args.n}-k{args.draws}-seed{args.seed}-{spec.replace(':', '_')}"
+    key += f"-peer{args.peer_steps}" if spec in PEER_NAMES else f"-steps{args.steps}"
+    return key + (f"-shards{args.shards}" if args.shards else "")
+
+
+def save_row(path: Path, d: torch.Tensor, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"draws": d.contiguous()}, str(path), metadata={"row": json.dumps(meta)})
+
+
+def load_row(path: Path) -> tuple[torch.Tensor, dict]:
+    return load_file(str(path))["draws"], json.loads(safe_open(str(path), "pt").metadata()["row"])
+
+
 def cached_row(args, spec: str, sample) -> tuple[torch.Tensor, dict]:
     """``sample()``, or the row saved under ``--cache`` by an earlier run with the same settings (safetensors).
 
     Rows of one table can so be sampled in separate processes (one per core) and compared in a last run that loads
-    them all; the key holds every argument the draws depend on."""
+    them all. With ``--shards N`` the row is joined from the N slices saved by ``--shard I/N`` runs."""
     if args.cache is None:
         return sample()
-    key = f"{args.model}-{args.task}-{args.noise:g}-n{args.n}-k{args.draws}-seed{args.seed}-{spec.replace(':', '_')}"
-    key += f"-peer{args.peer_steps}" if spec in PEER_NAMES else f"-steps{args.steps}"
-    path = args.cache / f"{key}.safetensors"
+    path = args.cache / f"{row_key(args, spec)}.safetensors"
     if path.exists():
-        meta = json.loads(safe_open(str(path), "pt").metadata()["row"])
-        return load_file(str(path))["draws"], dict(meta, cached=True)
-    d, meta = sample()
-    args.cache.mkdir(parents=True, exist_ok=True)
-    save_file({"draws": d.contiguous()}, str(path), metadata={"row": json.dumps(meta)})
+        d, meta = load_row(path)
+        return d, dict(meta, cached=True)
+    if args.shards:
+        pieces = [args.cache / f"{row_key(args, spec)}-{i}.safetensors" for i in range(args.shards)]
+        missing = [str(i) for i, piece in enumerate(pieces) if not piece.exists()]
+        if missing:
+            raise SystemExit(f"--shards {args.shards}: row {spec!r} lacks shard(s) {', '.join(missing)} in {args.cache}; "
+                             f"run --shard I/{args.shards} for each")
+        loaded = [load_row(piece) for piece in pieces]
+        d = torch.cat([piece[0] for piece in loaded])
+        meta = dict(loaded[0][1], seconds=sum(piece[1]["seconds"] for piece in loaded))
+    else:
+        d, meta = sample()
+    save_row(path, d, meta)
     return d, meta
+
+
+def sample_shard(args, model, op, x: torch.Tensor, y: torch.Tensor) -> None:
+    """``--shard I/N``: every row's draws for the I-th slice of the images, saved for a ``--shards N`` run."""
+    i, n_shards = args.shard
+    lo, hi = i * args.n // n_shards, (i + 1) * args.n // n_shards
+    args.shards = n_shards
+    for spec in args.rows:
+        path = args.cache / f"{row_key(args, spec)}-{i}.safetensors"
+        if path.exists():
+            print(f"{spec}: shard {i} of {n_shards} already in {args.cache}")
+            continue
+        d, meta = sample_row(args, spec, model, op, x[lo:hi], y[lo:hi], piece=i + 1)
+        save_row(path, d, meta)
+        print(f"{meta['name']}: images {lo} to {hi - 1}, {meta['seconds']:.0f} s", flush=True)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, got {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected 0 <= I < N, got {text!r}")
+    return i, n
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,7 +188,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("results/images.jsonl"))
     p.add_argument("--cache", type=Path, default=None,
                    help="folder for each row's draws: a row found there is loaded instead of sampled again")
+    p.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                   help="sample the I-th of N slices of the images for every row into --cache, and stop")
+    p.add_argument("--shards", type=int, default=None, metavar="N", help="join each row from the N slices in --cache")
     args = p.parse_args(argv)
+    if (args.shard or args.shards) and args.cache is None:
+        p.error("--shard and --shards need --cache")
+    if args.shard and args.shards:
+        p.error("--shard samples one slice, --shards joins them: give one")
+    if args.shards is not None and args.shards < 1:
+        p.error("--shards must be a positive integer")
     torch.set_num_threads(1)
     model = load_model(args.model)
     clf = load_digit_classifier(directory=SHIPPED_CLASSIFIERS[args.model])
@@ -144,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     op = task_operator(args.task, side).bind(tuple(x.shape[1:]))
     clean = op.A(x)
     y = clean + args.noise * torch.randn(clean.shape, generator=torch.Generator().manual_seed(args.seed))
+    if args.shard:
+        return sample_shard(args, model, op, x, y)
     with torch.no_grad():
         truth_label = clf(x).argmax(1)
     rows, draws = {}, {}
