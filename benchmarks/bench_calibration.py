@@ -11,7 +11,8 @@ Tasks: ``sr`` (4x super-resolution, sigma_y = 0.05), ``inpaint`` (the central 4x
 ``inpaint0`` (the same box, noiseless); and two likelihoods for the twisted proposal, ``class`` (y a label drawn from
 the shipped classifier's p(c | x*)) and ``quantise`` (4 levels after a 0.05 dither), where y is drawn from the
 likelihood and the fit statistic is -log p(y | x). Settings are ``PROPOSAL:M:MODE[:KERNEL]`` with MODE ``runs`` (L
-independent runs of M, one draw each) or ``one`` (one run of M, L draws), or ``replacement[:KERNEL]``; the peers ``ddrm[:STEPS]``, ``diffpir[:STEPS]`` and ``dps[:STEPS]``
+independent runs of M, one draw each) or ``one`` (one run of M, L draws) (``twisted@C``: the twisted proposal with
+``twist_variance`` C, e.g. ``twisted@inf:16:runs``), or ``replacement[:KERNEL]``; the peers ``ddrm[:STEPS]``, ``diffpir[:STEPS]`` and ``dps[:STEPS]``
 (``benchmarks/common.py``, L independent draws, default 100 steps on the model's grid) take the identical test.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --task sr --settings mcgdiff:4:runs mcgdiff:4:one
@@ -105,7 +106,8 @@ def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
     else:
         name, m, mode = parts[0], int(parts[1]), parts[2]
         kernel = parts[3] if len(parts) > 3 else args.kernel
-        method, proposal = "smc", PROPOSALS[name]()
+        name, _, twist = name.partition("@")
+        method, proposal = "smc", PROPOSALS[name](**({"twist_variance": float(twist)} if twist else {}))
     if kernel != args.kernel:
         raise SystemExit(f"{spec}: the problems were simulated with --kernel {args.kernel}; run kernels separately")
     populations = args.draws if mode == "runs" else 1
