@@ -314,10 +314,9 @@ def _fit_memory(score, y: Tensor, particles: int, proposal: Proposal | None, opt
     n = y.shape[0] * options.populations * options.where.local_particles(particles)
     backward = proposal is not None and proposal.backward_passes_per_step > 0
     event = tuple(score.event_shape)
-    chunk = plan_chunk_size(score, event, n, y.dtype, y.device, backward=backward, batch=y.shape[0])
-    if chunk is not None:
-        warnings.warn(f"{n} particles do not fit in memory in one network call; sampling in chunks of {chunk}", stacklevel=3)
+    fits = plan_chunk_size(score, event, n, y.dtype, y.device, backward=backward, batch=y.shape[0])
     fastest = cpu_call_rows(score, event, y.dtype, y.device, backward=backward)
-    if fastest is not None and (n if chunk is None else chunk) > fastest:
-        chunk = fastest
-    return options if chunk is None else options.replace(chunk_size=chunk)
+    chunk = min(v for v in (fits, fastest, n) if v is not None)
+    if fits is not None and fits == chunk:  # memory binds, not the CPU's call size
+        warnings.warn(f"{n} particles do not fit in memory in one network call; sampling in chunks of {chunk}", stacklevel=3)
+    return options if chunk == n else options.replace(chunk_size=chunk)

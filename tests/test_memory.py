@@ -244,10 +244,16 @@ def test_restore_caps_cpu_calls_silently_and_warns_only_when_memory_binds(monkey
         assert _fit_memory(score, y, 64, Twisted(), options).chunk_size == fastest  # capped, no warning
         assert _fit_memory(score, y, 1, Twisted(), options).chunk_size is None  # 6 rows: one call
         assert _fit_memory(score, y, 64, Twisted(), options.replace(chunk_size=7)).chunk_size == 7  # the user's wins
-    fake_free(monkeypatch, 2 * (2 * 3 * 64 * state_bytes_per_particle((1, 8, 8), torch.float32, backward=True) + 10 * 2**20))
-    with pytest.warns(UserWarning, match="do not fit in memory"):
+    state = 2 * 3 * 64 * state_bytes_per_particle((1, 8, 8), torch.float32, backward=True)
+    fake_free(monkeypatch, 2 * (state + 10 * 2**20))  # room for fewer rows than the CPU cap: memory binds, and says so
+    with pytest.warns(UserWarning, match="do not fit in memory") as seen:
         chunk = _fit_memory(score, y, 64, Twisted(), options).chunk_size
-    assert 1 <= chunk < fastest
+    assert 1 <= chunk < fastest and f"sampling in chunks of {chunk}" in str(seen[0].message)
+    fake_free(monkeypatch, 2 * (state + 100 * 2**20))  # memory alone would chunk, but above the CPU cap: silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert memory.plan_chunk_size(score, (1, 8, 8), 2 * 3 * 64, torch.float32, "cpu", backward=True) > fastest
+        assert _fit_memory(score, y, 64, Twisted(), options).chunk_size == fastest
 
 
 def test_format_bytes():
