@@ -12,7 +12,8 @@ Tasks: ``sr`` (4x super-resolution, sigma_y = 0.05), ``inpaint`` (the central 4x
 the shipped classifier's p(c | x*)) and ``quantise`` (4 levels after a 0.05 dither), where y is drawn from the
 likelihood and the fit statistic is -log p(y | x). Settings are ``PROPOSAL:M:MODE[:KERNEL]`` with MODE ``runs`` (L
 independent runs of M, one draw each) or ``one`` (one run of M, L draws) (``twisted@C``: the twisted proposal with
-``twist_variance`` C, e.g. ``twisted@inf:16:runs``), or ``replacement[:KERNEL]``; the peers ``ddrm[:STEPS]``, ``diffpir[:STEPS]`` and ``dps[:STEPS]``
+``twist_variance`` C, e.g. ``twisted@inf:16:runs``; ``twisted@data``: the training images' variance per
+coefficient), or ``replacement[:KERNEL]``; the peers ``ddrm[:STEPS]``, ``diffpir[:STEPS]`` and ``dps[:STEPS]``
 (``benchmarks/common.py``, L independent draws, default 100 steps on the model's grid) take the identical test.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py --task sr --settings mcgdiff:4:runs mcgdiff:4:one
@@ -107,7 +108,8 @@ def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
         name, m, mode = parts[0], int(parts[1]), parts[2]
         kernel = parts[3] if len(parts) > 3 else args.kernel
         name, _, twist = name.partition("@")
-        method, proposal = "smc", PROPOSALS[name](**({"twist_variance": float(twist)} if twist else {}))
+        options = {} if not twist else {"twist_variance": data_variance(args.model, op, model) if twist == "data" else float(twist)}
+        method, proposal = "smc", PROPOSALS[name](**options)
     if kernel != args.kernel:
         raise SystemExit(f"{spec}: the problems were simulated with --kernel {args.kernel}; run kernels separately")
     populations = args.draws if mode == "runs" else 1
@@ -117,6 +119,14 @@ def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
         proposal=proposal, particles=m, populations=populations, chunk_size=args.chunk_size,
     )
     return finish(spec, kernel, sampler, per_draw, backward_per_draw(proposal, per_draw), op, model, x_star, y, args)
+
+
+def data_variance(name: str, op, model) -> torch.Tensor:
+    """The training images' variance per coefficient of the operator, ``op.Vt(x_train).var(0)`` (``twisted@data``)."""
+    from smcdiff.data import load_digits_images, load_mnist_images
+
+    x = {"digits": load_digits_images, "mnist": load_mnist_images}[name]("train")
+    return op.bind(tuple(model.event_shape)).Vt(x.double()).var(0).float().clamp_min(1e-4)
 
 
 def sampler_seed(args) -> int:

@@ -162,12 +162,17 @@ def observation_trajectory(
     ``sde.time_grid(steps)``.
     """
     grid = (sde.time_grid(steps) if grid is None else grid).to(device=y.device, dtype=y.dtype)
-    b = y.shape[0]
-    mean, std = sde.marginal(y, grid[0].expand(b))
-    y_k = mean + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    sde.check_times(grid, "grid")
+    c = sde.coefficients(grid, y.ndim - 1, like=y)  # every grid time at once: (N + 1, *1, *param_shape)
+    y_k = c.alpha[:1] * y + c.sigma2[:1].sqrt() * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
     yield steps, y_k
-    for i in range(steps):
-        mean, std = sde.bridge(y, y_k, grid[i + 1].expand(b), grid[i].expand(b))
+    for i in range(steps):  # SDE.bridge from t = grid[i] to s = grid[i + 1], on the precomputed rows
+        a_s, s2_s, a_t, s2_t = c.alpha[i + 1 : i + 2], c.sigma2[i + 1 : i + 2], c.alpha[i : i + 1], c.sigma2[i : i + 1]
+        a = a_t / a_s
+        var_ts = (s2_t - a**2 * s2_s).clamp_min(0.0)
+        var_t = var_ts + a**2 * s2_s
+        mean = (var_ts * a_s * y + a * s2_s * y_k) / var_t
+        std = (s2_s * var_ts / var_t).clamp_min(0.0).sqrt()
         y_k = mean + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
         yield steps - i - 1, y_k
 

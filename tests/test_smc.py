@@ -17,6 +17,7 @@ from smcdiff import (
     VP,
     GaussianMixtureScore,
     GaussianScore,
+    LogLinearVP,
     RunOptions,
     gaussian_mixture_posterior,
     gaussian_posterior,
@@ -219,6 +220,24 @@ def test_backward_bridge_reproduces_forward_joint():
     v = exp_cov.diagonal()
     se_cov = ((v[:, None] * v[None] + exp_cov**2) / n).sqrt()
     assert ((torch.cov(traj.T) - exp_cov).abs() <= 4 * se_cov).all()
+
+
+@pytest.mark.parametrize("sde", [VP(), OU(), LogLinearVP(t_end=torch.tensor([0.3, 0.6, 1.0], dtype=F64))],
+                         ids=["vp", "ou", "frozen-groups"])
+def test_trajectory_is_the_marginal_then_successive_bridges(sde):
+    """The trajectory (coefficients of the whole grid computed at once) is, draw for draw, the marginal at T then
+    SDE.bridge step by step from the same generator, frozen coordinates of a per-coordinate schedule included."""
+    y = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    steps, grid = 12, sde.time_grid(12).to(F64)
+    got = [yk for _, yk in observation_trajectory(sde, y, steps, torch.Generator().manual_seed(1))]
+    g = torch.Generator().manual_seed(1)
+    mean, std = sde.marginal(y, grid[0].expand(5))
+    want = [mean + std * torch.randn(y.shape, generator=g, dtype=F64)]
+    for i in range(steps):
+        mean, std = sde.bridge(y, want[-1], grid[i + 1].expand(5), grid[i].expand(5))
+        want.append(mean + std * torch.randn(y.shape, generator=g, dtype=F64))
+    assert len(got) == steps + 1
+    torch.testing.assert_close(torch.stack(got), torch.stack(want), rtol=1e-12, atol=1e-12)
 
 
 # --- behaviour and errors -----------------------------------------------------------------------
