@@ -22,7 +22,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .score import ScoreFn, evaluate_score
-from .sde import SDE
+from .sde import SDE, Coefficients
+from .sde.base import bridge_law
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -163,16 +164,13 @@ def observation_trajectory(
     """
     grid = (sde.time_grid(steps) if grid is None else grid).to(device=y.device, dtype=y.dtype)
     sde.check_times(grid, "grid")
-    c = sde.coefficients(grid, y.ndim - 1, like=y)  # every grid time at once: (N + 1, *1, *param_shape)
-    y_k = c.alpha[:1] * y + c.sigma2[:1].sqrt() * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    mean, std = sde.marginal(y, grid[0].expand(y.shape[0]))
+    y_k = mean + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
     yield steps, y_k
-    for i in range(steps):  # SDE.bridge from t = grid[i] to s = grid[i + 1], on the precomputed rows
-        a_s, s2_s, a_t, s2_t = c.alpha[i + 1 : i + 2], c.sigma2[i + 1 : i + 2], c.alpha[i : i + 1], c.sigma2[i : i + 1]
-        a = a_t / a_s
-        var_ts = (s2_t - a**2 * s2_s).clamp_min(0.0)
-        var_t = var_ts + a**2 * s2_s
-        mean = (var_ts * a_s * y + a * s2_s * y_k) / var_t
-        std = (s2_s * var_ts / var_t).clamp_min(0.0).sqrt()
+    c = sde.coefficients(grid, y.ndim - 1, like=y)  # the schedule at every grid time in one call
+    at = [Coefficients(*(v[i : i + 1] for v in (c.alpha, c.sigma2, c.drift, c.g2))) for i in range(steps + 1)]
+    for i in range(steps):  # SDE.bridge from t = grid[i] to s = grid[i + 1]
+        mean, std = bridge_law(y, y_k, at[i + 1], at[i])
         y_k = mean + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
         yield steps - i - 1, y_k
 

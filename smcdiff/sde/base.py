@@ -23,6 +23,22 @@ class Coefficients:
     g2: Tensor  # g(t)^2
 
 
+def _transition(cs: Coefficients, ct: Coefficients) -> tuple[Tensor, Tensor]:
+    """alpha_{t|s} and sigma_{t|s}^2 from the coefficients at s and at t."""
+    a = ct.alpha / cs.alpha
+    return a, (ct.sigma2 - a**2 * cs.sigma2).clamp_min(0.0)
+
+
+def bridge_law(x0: Tensor, x_t: Tensor, cs: Coefficients, ct: Coefficients) -> tuple[Tensor, Tensor]:
+    """Mean and std of ``x_s | x_t, x_0`` from the coefficients at s and t (:meth:`SDE.bridge`, whose formula this is),
+    for callers that evaluate the schedule once for a whole time grid."""
+    a, var_ts = _transition(cs, ct)
+    var_t = var_ts + a**2 * cs.sigma2
+    mean = (var_ts * cs.alpha * x0 + a * cs.sigma2 * x_t) / var_t
+    var = cs.sigma2 * var_ts / var_t
+    return mean, var.clamp_min(0.0).sqrt().expand_as(x0)
+
+
 def _as_param(name: str, value: float | Tensor) -> Tensor:
     value = torch.as_tensor(value, dtype=torch.float64)
     if not torch.isfinite(value).all():
@@ -170,13 +186,8 @@ class SDE(ABC):
         a, var = self._transition_coefficients(s, t, x_s.ndim - 1, like=x_s)
         return a * x_s, var.sqrt().expand_as(x_s)
 
-    def _transition_coefficients(
-        self, s: Tensor, t: Tensor, event_ndim: int, like: Tensor, cs: Coefficients | None = None
-    ) -> tuple[Tensor, Tensor]:
-        cs = self.coefficients(s, event_ndim, like) if cs is None else cs
-        ct = self.coefficients(t, event_ndim, like)
-        a = ct.alpha / cs.alpha
-        return a, (ct.sigma2 - a**2 * cs.sigma2).clamp_min(0.0)
+    def _transition_coefficients(self, s: Tensor, t: Tensor, event_ndim: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        return _transition(self.coefficients(s, event_ndim, like), self.coefficients(t, event_ndim, like))
 
     def bridge(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         r"""Mean and std of ``x_s | x_t, x_0`` for ``0 < s < t`` (the exact Gaussian bridge).
@@ -192,12 +203,7 @@ class SDE(ABC):
         non-uniform SDE) gets ``x_s = x_t / alpha_{t|s}`` exactly.
         """
         event_ndim = x0.ndim - 1
-        cs = self.coefficients(s, event_ndim, like=x0)
-        a, var_ts = self._transition_coefficients(s, t, event_ndim, like=x0, cs=cs)
-        var_t = var_ts + a**2 * cs.sigma2
-        mean = (var_ts * cs.alpha * x0 + a * cs.sigma2 * x_t) / var_t
-        var = cs.sigma2 * var_ts / var_t
-        return mean, var.clamp_min(0.0).sqrt().expand_as(x0)
+        return bridge_law(x0, x_t, self.coefficients(s, event_ndim, like=x0), self.coefficients(t, event_ndim, like=x0))
 
     # ---- prior and reverse-time kernels ----
     def prior_std(self, like: Tensor | None = None) -> Tensor:
