@@ -41,6 +41,7 @@ __all__ = [
     "available_bytes",
     "cpu_call_rows",
     "estimate_bytes_per_particle",
+    "planned_row_bytes",
     "format_bytes",
     "plan_chunk_size",
     "state_bytes_per_particle",
@@ -209,31 +210,32 @@ def estimate_bytes_per_particle(
     ``backward=True`` for proposals that differentiate through the network (the twisted proposal).
     """
     state = state_bytes_per_particle(tuple(event_shape), dtype, backward=backward)
-    return state + _planned_row(score, tuple(event_shape), dtype, device, backward)
+    return state + planned_row_bytes(score, tuple(event_shape), dtype, device, backward)
 
 
-def _planned_row(score: Callable, event_shape: tuple[int, ...], dtype: torch.dtype, device, backward: bool) -> int:
-    """The activation bytes per row the plan counts: the probe's, times :data:`BACKWARD_PEAK_FACTOR` with a
-    backward pass."""
+def planned_row_bytes(score: Callable, event_shape: tuple[int, ...], dtype: torch.dtype, device, backward: bool) -> int:
+    """The activation bytes per row the plan counts: the probe's (:func:`activation_bytes_per_row`), times
+    :data:`BACKWARD_PEAK_FACTOR` with a backward pass. Measure it once and pass it as ``row_bytes`` to
+    :func:`plan_chunk_size` and :func:`cpu_call_rows` to probe the network once."""
     row = activation_bytes_per_row(score, event_shape, dtype, device, backward=backward)
     return math.ceil(row * BACKWARD_PEAK_FACTOR) if backward else row
 
 
 def cpu_call_rows(
     score: Callable, event_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str, *,
-    backward: bool = False, call_bytes: float | None = None,
+    backward: bool = False, call_bytes: float | None = None, row_bytes: int | None = None,
 ) -> int | None:
     """On the CPU, the most rows per score call worth sending: ``call_bytes`` (None:
     :data:`CPU_CALL_BYTES`, read at call time) of activations as the plan counts them, at least 1. None off
     the CPU, where large calls keep paying, and for a score whose activations cannot be probed (not an
-    ``nn.Module``)."""
+    ``nn.Module``). ``row_bytes``: :func:`planned_row_bytes`, when already measured."""
     if torch.device(device).type != "cpu":
         return None
     if call_bytes is None:
         call_bytes = CPU_CALL_BYTES
     if not call_bytes > 0:
         raise ValueError(f"call_bytes must be positive, got {call_bytes!r}")
-    row = _planned_row(score, tuple(event_shape), dtype, device, backward)
+    row = planned_row_bytes(score, tuple(event_shape), dtype, device, backward) if row_bytes is None else row_bytes
     return None if row == 0 else max(1, int(call_bytes // row))
 
 
@@ -249,6 +251,7 @@ def plan_chunk_size(
     chunk_size: int | None = None,
     fraction: float = 0.5,
     batch: int = 1,
+    row_bytes: int | None = None,
 ) -> int | None:
     """The rows per score call that let ``n_particles`` fit in ``fraction`` of the available memory.
 
@@ -262,6 +265,7 @@ def plan_chunk_size(
         fragmentation and everything else on the machine). It is per process: runs started together
         each plan against the same free memory (on the CPU :func:`cpu_call_rows` keeps calls small).
     batch : B, the number of observations the particles are split over (only for the message).
+    row_bytes : :func:`planned_row_bytes`, when already measured (else the score is probed here).
 
     Returns
     -------
@@ -298,7 +302,7 @@ def plan_chunk_size(
 
     if state > budget:
         raise refuse(state, "for the particle state alone")
-    per_row = _planned_row(score, event_shape, dtype, device, backward)
+    per_row = planned_row_bytes(score, event_shape, dtype, device, backward) if row_bytes is None else row_bytes
     if per_row == 0:
         return chunk_size
     largest = int((budget - state) // per_row)

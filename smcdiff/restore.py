@@ -22,7 +22,7 @@ from .baselines import replacement_sample
 from .dynamics import Kernel, check_generator, check_noise_std, check_steps
 from .feynman_kac import WeightedSamples
 from .likelihoods import Likelihood
-from .memory import cpu_call_rows, plan_chunk_size
+from .memory import cpu_call_rows, plan_chunk_size, planned_row_bytes
 from .models import load_model
 from .operators import Mask, Operator, as_operator
 from .options import RunOptions, check_options
@@ -314,8 +314,9 @@ def _fit_memory(score, y: Tensor, particles: int, proposal: Proposal | None, opt
     n = y.shape[0] * options.populations * options.where.local_particles(particles)
     backward = proposal is not None and proposal.backward_passes_per_step > 0
     event = tuple(score.event_shape)
-    fits = plan_chunk_size(score, event, n, y.dtype, y.device, backward=backward, batch=y.shape[0])
-    fastest = cpu_call_rows(score, event, y.dtype, y.device, backward=backward)
+    row = planned_row_bytes(score, event, y.dtype, y.device, backward)  # one probe of the network for both
+    fits = plan_chunk_size(score, event, n, y.dtype, y.device, backward=backward, batch=y.shape[0], row_bytes=row)
+    fastest = cpu_call_rows(score, event, y.dtype, y.device, backward=backward, row_bytes=row)
     chunk = min(v for v in (fits, fastest, n) if v is not None)
     if fits is not None and fits == chunk:  # memory binds, not the CPU's call size
         warnings.warn(f"{n} particles do not fit in memory in one network call; sampling in chunks of {chunk}", stacklevel=3)

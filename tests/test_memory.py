@@ -256,6 +256,19 @@ def test_restore_caps_cpu_calls_silently_and_warns_only_when_memory_binds(monkey
         assert _fit_memory(score, y, 64, Twisted(), options).chunk_size == fastest
 
 
+def test_restore_probes_the_network_once_for_its_plan(monkeypatch):
+    from smcdiff import load_model
+    from smcdiff.options import RunOptions
+    from smcdiff.proposals import Twisted
+    from smcdiff.restore import _fit_memory
+
+    probes = []
+    probe = memory.activation_bytes_per_row
+    monkeypatch.setattr(memory, "activation_bytes_per_row", lambda *a, **k: probes.append(1) or probe(*a, **k))
+    _fit_memory(load_model("digits"), torch.zeros(2, 1, 4, 4), 64, Twisted(), RunOptions(populations=1))
+    assert len(probes) == 1
+
+
 def test_format_bytes():
     assert format_bytes(37.5 * GiB) == "37.5 GiB"
     assert format_bytes(512 * 2**20) == "512 MiB"
