@@ -108,8 +108,8 @@ def run_setting(model, op, noise, spec: str, x_star, y, args) -> dict:
         name, m, mode = parts[0], int(parts[1]), parts[2]
         kernel = parts[3] if len(parts) > 3 else args.kernel
         name, _, twist = name.partition("@")
-        options = {} if not twist else {"twist_variance": data_variance(args.model, op, model) if twist == "data" else float(twist)}
-        method, proposal = "smc", PROPOSALS[name](**options)
+        variance = None if not twist else data_variance(args.model, op, model) if twist == "data" else float(twist)
+        method, proposal = "smc", PROPOSALS[name](**({} if variance is None else {"twist_variance": variance}))
     if kernel != args.kernel:
         raise SystemExit(f"{spec}: the problems were simulated with --kernel {args.kernel}; run kernels separately")
     populations = args.draws if mode == "runs" else 1

@@ -41,9 +41,9 @@ __all__ = [
     "available_bytes",
     "cpu_call_rows",
     "estimate_bytes_per_particle",
-    "planned_row_bytes",
     "format_bytes",
     "plan_chunk_size",
+    "planned_row_bytes",
     "state_bytes_per_particle",
 ]
 
