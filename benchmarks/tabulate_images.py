@@ -45,18 +45,24 @@ def value(r: dict, key: str) -> str:
     return {"psnr": f"{r['psnr']:.2f}", "label": f"{100 * r['label_kept']:.1f} %", "fd": f"{r['fd']['fd']:.2f}"}[key]
 
 
+def difference(r: dict, key: str) -> str:
+    """The paired difference from the base row: mean ± half-width (PSNR, label kept), or FD's bootstrap interval."""
+    if key == "psnr":
+        return f"{r['psnr_diff'][0]:+.2f} ± {r['psnr_diff'][1]:.2f}"
+    if key == "label":
+        return f"{100 * r['label_diff'][0]:+.1f} ± {100 * r['label_diff'][1]:.1f}"
+    f = r["fd"]
+    return f"{f['diff']:+.2f} [{f['lo']:+.2f}, {f['hi']:+.2f}]"
+
+
 def cell(r: dict | None, key: str, base: dict | None = None) -> str:
-    """A value; for a row other than the base, its paired difference and interval (after the base's value when
-    ``base`` is given); typographic minus signs."""
+    """A value; for a row other than the base, its paired difference (after the base's value when ``base`` is
+    given); typographic minus signs."""
     if r is None:
         return "–"
     text = value(r, key)
     if r["row"] != r["base"]:
-        d = {"psnr": r["psnr_diff"], "label": [100 * v for v in r["label_diff"]]}.get(key)
-        f = r["fd"]
-        diff = (f"{d[0]:+.2f} ± {d[1]:.2f}" if key == "psnr" else f"{d[0]:+.1f} ± {d[1]:.1f}" if key == "label"
-                else f"{f['diff']:+.2f} [{f['lo']:+.2f}, {f['hi']:+.2f}]")
-        text += (f" against {value(base, key)}" if base is not None else "") + f" ({diff})"
+        text += (f" against {value(base, key)}" if base is not None else "") + f" ({difference(r, key)})"
     return text.replace("-", "−")
 
 
